@@ -1,0 +1,234 @@
+"""ThunderNet: a compact, causal clean-speech predictor D([x_t, y], t) -> x0.
+
+Layout inside the network is [B, C, T, F]. The model's interface is the ONNX contract:
+x_t, y: [B, 2, 256, T]; t: [B]; states: batch-first tensors. Every temporal dependency is an
+explicit state (conv histories, GRU hidden states, the look-ahead delay line), so the same graph
+runs offline (T frames, zero states) and streaming (a few frames per call, states carried).
+
+Structure: causal frequency-strided conv encoder (256 -> 16 bands) with FiLM on log-t features,
+dual-path bottleneck (per-frame BiGRU across bands, per-band causal GRU across time), sub-pixel
+conv decoder with additive skips, and two complex masks: x0 = Ma * x_t + Mb * y.
+"""
+
+from dataclasses import dataclass, field, asdict
+
+import torch
+import torch.nn as nn
+
+from . import contract as C
+
+
+@dataclass
+class NetConfig:
+    enc_channels: list = field(default_factory=lambda: [16, 24, 32, 48])
+    enc_kernels_f: list = field(default_factory=lambda: [5, 5, 3, 3])
+    time_kernel: int = 2  # causal conv history = time_kernel - 1 frames
+    dp_blocks: int = 2
+    time_hidden: int = 48
+    t_embed: int = 64
+    lookahead: int = 0  # frames of look-ahead (output for frame f - L emitted at frame f)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+IN_FEATURES = 6  # x_t re/im, y re/im, |x_t|, |y|
+
+
+class CausalConv(nn.Module):
+    """Conv over (time, freq); time is causal via an explicit history state."""
+
+    def __init__(self, cin, cout, kt, kf, sf):
+        super().__init__()
+        self.kt = kt
+        self.conv = nn.Conv2d(cin, cout, (kt, kf), stride=(1, sf), padding=(0, kf // 2))
+
+    def forward(self, x, state):
+        x = torch.cat([state, x], dim=2)
+        new_state = x[:, :, x.shape[2] - (self.kt - 1) :, :]
+        return self.conv(x), new_state
+
+
+class Film(nn.Module):
+    def __init__(self, emb, ch):
+        super().__init__()
+        self.lin = nn.Linear(emb, 2 * ch)
+        nn.init.zeros_(self.lin.weight)
+        nn.init.zeros_(self.lin.bias)
+
+    def forward(self, x, e):
+        g, b = self.lin(e).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        return x * (1.0 + g) + b
+
+
+class DualPath(nn.Module):
+    """Across bands within a frame (bidirectional), then across time per band (causal)."""
+
+    def __init__(self, ch, bands, time_hidden, emb):
+        super().__init__()
+        self.bands = bands
+        self.norm_f = nn.LayerNorm(ch)
+        self.gru_f = nn.GRU(ch, ch // 2, batch_first=True, bidirectional=True)
+        self.proj_f = nn.Linear(ch, ch)
+        self.norm_t = nn.LayerNorm(ch)
+        self.gru_t = nn.GRU(ch, time_hidden, batch_first=True)
+        self.proj_t = nn.Linear(time_hidden, ch)
+        self.film = Film(emb, ch)
+
+    def forward(self, x, h, e):
+        b, c, t, f = x.shape
+        # Across bands: [B*T, F, C]
+        u = x.permute(0, 2, 3, 1).reshape(b * t, f, c)
+        u = self.proj_f(self.gru_f(self.norm_f(u))[0])
+        x = x + u.reshape(b, t, f, c).permute(0, 3, 1, 2)
+        x = self.film(x, e)
+        # Across time per band: [B*F, T, C]; h: [B, F, H] -> [1, B*F, H]
+        v = x.permute(0, 3, 2, 1).reshape(b * f, t, c)
+        h0 = h.reshape(1, b * f, h.shape[-1])
+        v, hn = self.gru_t(self.norm_t(v), h0)
+        v = self.proj_t(v)
+        x = x + v.reshape(b, f, t, c).permute(0, 3, 2, 1)
+        return x, hn.reshape(b, f, hn.shape[-1])
+
+
+class SubPixelUp(nn.Module):
+    """Doubles the frequency axis: conv to 2*cout channels, then interleave."""
+
+    def __init__(self, cin, cout, kf=3):
+        super().__init__()
+        self.cout = cout
+        self.conv = nn.Conv2d(cin, 2 * cout, (1, kf), padding=(0, kf // 2))
+
+    def forward(self, x):
+        b, _, t, f = x.shape
+        y = self.conv(x).reshape(b, self.cout, 2, t, f)
+        return y.permute(0, 1, 3, 4, 2).reshape(b, self.cout, t, 2 * f)
+
+
+class ThunderNet(nn.Module):
+    def __init__(self, cfg: NetConfig = NetConfig()):
+        super().__init__()
+        self.cfg = cfg
+        chans = [IN_FEATURES] + list(cfg.enc_channels)
+        self.enc = nn.ModuleList()
+        self.enc_norm = nn.ModuleList()
+        self.enc_act = nn.ModuleList()
+        self.enc_film = nn.ModuleList()
+        bins = C.N_BINS
+        self.enc_bins = []
+        for i in range(len(cfg.enc_channels)):
+            kt = cfg.time_kernel + (cfg.lookahead if i == 0 else 0)
+            self.enc.append(CausalConv(chans[i], chans[i + 1], kt, cfg.enc_kernels_f[i], 2))
+            self.enc_norm.append(nn.BatchNorm2d(chans[i + 1]))
+            self.enc_act.append(nn.LeakyReLU(0.1))
+            self.enc_film.append(Film(cfg.t_embed, chans[i + 1]))
+            self.enc_bins.append(bins)
+            bins //= 2
+        self.bands = bins
+        cb = chans[-1]
+        self.dp = nn.ModuleList([DualPath(cb, bins, cfg.time_hidden, cfg.t_embed) for _ in range(cfg.dp_blocks)])
+        self.dec = nn.ModuleList()
+        self.dec_norm = nn.ModuleList()
+        self.dec_act = nn.ModuleList()
+        outs = list(reversed(chans[1:-1])) + [4]
+        cin = cb
+        for i, co in enumerate(outs):
+            self.dec.append(SubPixelUp(cin, co))
+            last = i == len(outs) - 1
+            self.dec_norm.append(nn.Identity() if last else nn.BatchNorm2d(co))
+            self.dec_act.append(nn.Identity() if last else nn.LeakyReLU(0.1))
+            cin = co
+        n_freq = 6
+        self.register_buffer("t_freqs", 2.0 ** torch.arange(n_freq, dtype=torch.float32), persistent=False)
+        self.t_mlp = nn.Sequential(nn.Linear(1 + 2 * n_freq, cfg.t_embed), nn.SiLU(), nn.Linear(cfg.t_embed, cfg.t_embed), nn.SiLU())
+
+    # ---- states -------------------------------------------------------------------------
+    def state_shapes(self):
+        """Per-state shape without the batch dimension, in contract order."""
+        shapes = []
+        chans = [IN_FEATURES] + list(self.cfg.enc_channels)
+        for i, conv in enumerate(self.enc):
+            shapes.append([chans[i], conv.kt - 1, self.enc_bins[i]])
+        for _ in self.dp:
+            shapes.append([self.bands, self.cfg.time_hidden])
+        if self.cfg.lookahead > 0:
+            shapes.append([4, C.N_BINS, self.cfg.lookahead])  # delayed x_t and y for the masks
+        return shapes
+
+    def zero_states(self, batch: int, dtype=torch.float32, device=None):
+        return [torch.zeros(batch, *s, dtype=dtype, device=device) for s in self.state_shapes()]
+
+    # ---- forward ------------------------------------------------------------------------
+    def t_embedding(self, t):
+        lt = torch.log(t.clamp_min(1e-4)).unsqueeze(-1)
+        feats = torch.cat([lt, torch.sin(lt * self.t_freqs), torch.cos(lt * self.t_freqs)], dim=-1)
+        return self.t_mlp(feats)
+
+    def forward(self, x_t, y, t, *states):
+        """x_t, y: [B, 2, 256, T]; t: [B]; states as state_shapes(). Returns (x0, *new_states)."""
+        e = self.t_embedding(t)
+        mag_x = torch.sqrt(x_t[:, 0:1] ** 2 + x_t[:, 1:2] ** 2 + 1e-8)
+        mag_y = torch.sqrt(y[:, 0:1] ** 2 + y[:, 1:2] ** 2 + 1e-8)
+        h = torch.cat([x_t, y, mag_x, mag_y], dim=1).transpose(2, 3)  # [B, 6, T, F]
+        new_states = []
+        skips = []
+        k = 0
+        for conv, norm, act, film in zip(self.enc, self.enc_norm, self.enc_act, self.enc_film):
+            h, s = conv(h, states[k])
+            new_states.append(s)
+            k += 1
+            h = film(act(norm(h)), e)
+            skips.append(h)
+        for dp in self.dp:
+            h, s = dp(h, states[k], e)
+            new_states.append(s)
+            k += 1
+        for i, (up, norm, act) in enumerate(zip(self.dec, self.dec_norm, self.dec_act)):
+            h = up(h + skips[-1 - i])
+            h = act(norm(h))
+        m = h.transpose(2, 3)  # [B, 4, F, T]
+        if self.cfg.lookahead > 0:
+            L = self.cfg.lookahead
+            line = torch.cat([states[k], torch.cat([x_t, y], dim=1)], dim=3)
+            new_states.append(line[:, :, :, line.shape[3] - L :])
+            xy = line[:, :, :, : line.shape[3] - L]
+            x_t, y = xy[:, 0:2], xy[:, 2:4]
+        ar, ai = m[:, 0:1], m[:, 1:2]
+        br, bi = m[:, 2:3] + 1.0, m[:, 3:4]
+        xr, xi = x_t[:, 0:1], x_t[:, 1:2]
+        yr, yi = y[:, 0:1], y[:, 1:2]
+        out = torch.cat([ar * xr - ai * xi + br * yr - bi * yi, ar * xi + ai * xr + br * yi + bi * yr], dim=1)
+        return (out, *new_states)
+
+    def offline(self, x_t, y, t):
+        """Whole sequences with zero states; handles look-ahead by padding and dropping L frames."""
+        L = self.cfg.lookahead
+        if L:
+            pad = torch.zeros(*x_t.shape[:3], L, dtype=x_t.dtype, device=x_t.device)
+            x_t, y = torch.cat([x_t, pad], 3), torch.cat([y, pad], 3)
+        out = self(x_t, y, t, *self.zero_states(x_t.shape[0], x_t.dtype, x_t.device))[0]
+        return out[..., L:] if L else out
+
+
+def macs_per_frame(net: ThunderNet) -> int:
+    """Multiply-accumulates per frame (per network pass), counted analytically."""
+    cfg = net.cfg
+    total = 0
+    chans = [IN_FEATURES] + list(cfg.enc_channels)
+    for i, conv in enumerate(net.enc):
+        fo = net.enc_bins[i] // 2
+        w = conv.conv.weight
+        total += w.numel() * fo  # cout*cin*kt*kf per output bin
+    cb = chans[-1]
+    for _ in net.dp:
+        hf = cb // 2
+        total += net.bands * 2 * 3 * (cb * hf + hf * hf)  # BiGRU across bands
+        total += net.bands * cb * cb  # proj_f
+        total += net.bands * 3 * (cb * cfg.time_hidden + cfg.time_hidden**2)  # GRU across time
+        total += net.bands * cfg.time_hidden * cb  # proj_t
+    f = net.bands
+    for up in net.dec:
+        total += up.conv.weight.numel() * f
+        f *= 2
+    total += C.N_BINS * 2 * 8  # complex mask application
+    return total
