@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from thunder_train import contract as C
+from thunder_train import train
+from thunder_train.data import MixConfig, Mixer, collate
+from thunder_train.export import export_onnx, export_safetensors, weights_for_merge
+from thunder_train.net import NetConfig, ThunderNet
+
+
+def test_mixer_examples(tiny_corpus):
+    m = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0), seed=0)
+    for _ in range(10):
+        noisy, clean, band = m.example()
+        assert noisy.shape == clean.shape == (16000,)
+        assert np.isfinite(noisy).all() and np.abs(noisy).max() <= 1.0
+        assert band == C.N_BINS
+
+
+def test_a_few_training_steps_reduce_the_loss(tiny_corpus):
+    torch.manual_seed(0)
+    m = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0), seed=0)
+    batch = collate([m.example() for _ in range(4)])
+    net = ThunderNet(NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(30):
+        gen.manual_seed(0)  # same t and z each step: the loss on this batch must fall
+        loss = train.training_step(net, *batch, 0.3, gen, autocast=False)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def _session(path):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def test_export_matches_pytorch_and_streams(tmp_path):
+    torch.manual_seed(0)
+    net = ThunderNet(NetConfig()).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = export_onnx(net, tmp_path / "m.onnx")
+    sess = _session(path)
+    meta = sess.get_modelmeta().custom_metadata_map
+    for k in C.META_KEYS:
+        assert k in meta
+    shapes = json.loads(meta["thunder.state_shapes"])
+    T = 40
+    x = torch.randn(2, 2, C.N_BINS, T) * 0.3
+    y = torch.randn(2, 2, C.N_BINS, T) * 0.3
+    t = torch.tensor([1.0, 0.4])
+    with torch.no_grad():
+        ref = net.offline(x, y, t).numpy()
+    feeds = {C.INPUT_XT: x.numpy(), C.INPUT_Y: y.numpy(), C.INPUT_T: t.numpy()}
+    for k, s in shapes.items():
+        feeds[k] = np.zeros([2, *s[1:]], np.float32)
+    off = sess.run([C.OUTPUT_X0], feeds)[0]
+    assert np.abs(off - ref).max() <= 1e-4
+    # streaming: 1-frame chunks with carried state give the offline output
+    outs = []
+    names = [o.name for o in sess.get_outputs()]
+    st = {k: v for k, v in feeds.items() if k.startswith("state_in_")}
+    for f in range(T):
+        r = sess.run(names, {C.INPUT_XT: feeds[C.INPUT_XT][..., f : f + 1], C.INPUT_Y: feeds[C.INPUT_Y][..., f : f + 1],
+                             C.INPUT_T: feeds[C.INPUT_T], **st})
+        outs.append(r[0])
+        st = {n.replace("state_out_", "state_in_"): v for n, v in zip(names[1:], r[1:])}
+    assert np.abs(np.concatenate(outs, axis=3) - off).max() <= 1e-4
+
+
+def test_safetensors_names_are_onnx_initializers(tmp_path):
+    import onnx
+    from safetensors.numpy import load_file
+
+    net = ThunderNet(NetConfig()).eval()  # fresh init: many identical tensors (would be de-duplicated)
+    export_onnx(net, tmp_path / "m.onnx")
+    export_safetensors(net, tmp_path / "m.safetensors")
+    inits = {i.name: i for i in onnx.load(str(tmp_path / "m.onnx")).graph.initializer}
+    st = load_file(str(tmp_path / "m.safetensors"))
+    assert set(st) == set(weights_for_merge(net))
+    for k, v in st.items():
+        assert k in inits, k
+        assert np.array_equal(onnx.numpy_helper.to_array(inits[k]), v)
+
+
+def test_lookahead_streaming_equals_offline():
+    torch.manual_seed(1)
+    net = ThunderNet(NetConfig(lookahead=1)).eval()
+    T = 12
+    x, y, t = torch.randn(1, 2, C.N_BINS, T), torch.randn(1, 2, C.N_BINS, T), torch.tensor([0.5])
+    with torch.no_grad():
+        off = net.offline(x, y, t)
+        st = net.zero_states(1)
+        outs = []
+        pad = torch.zeros(1, 2, C.N_BINS, 1)
+        xs, ys = torch.cat([x, pad], 3), torch.cat([y, pad], 3)
+        for f in range(T + 1):
+            r = net(xs[..., f : f + 1], ys[..., f : f + 1], t, *st)
+            outs.append(r[0])
+            st = list(r[1:])
+    assert torch.allclose(torch.cat(outs, 3)[..., 1:], off, atol=1e-5)

@@ -1,0 +1,247 @@
+"""On-the-fly noisy/clean mixing from the corpus manifests (see corpus.py and CORPUS.md).
+
+Each example: random speech crop (speed/pitch-perturbed when real), optional reverberation
+(target = direct path + 50 ms of early reflections), one or two noises (files, procedural, or
+babble from other training speakers) at SNR U(-5, 20) dB, a random level U(-40, -5) dBFS, and
+the source's true bandwidth so the loss can ignore bins the source never had.
+"""
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy.signal import fftconvolve, lfilter, resample_poly
+
+from . import contract as C
+
+SR = C.SAMPLE_RATE
+
+
+def read_manifest(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def load_wav(path) -> np.ndarray:
+    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    if sr != SR:
+        raise ValueError(f"{path}: {sr} Hz, the corpus must be {SR} Hz")
+    return x.mean(axis=1)
+
+
+class AudioCache:
+    """Decoded files kept in memory (the corpus is a few GB at most as float32)."""
+
+    def __init__(self, root, limit_bytes=6 << 30):
+        self.root = Path(root)
+        self.cache = {}
+        self.bytes = 0
+        self.limit = limit_bytes
+
+    def get(self, rel):
+        x = self.cache.get(rel)
+        if x is None:
+            x = load_wav(self.root / rel)
+            if self.bytes + x.nbytes <= self.limit:
+                self.cache[rel] = x
+                self.bytes += x.nbytes
+        return x
+
+
+@dataclass
+class MixConfig:
+    seconds: float = 2.0
+    snr_db: tuple = (-5.0, 20.0)
+    level_dbfs: tuple = (-40.0, -5.0)
+    p_reverb: float = 0.25
+    p_clean: float = 0.05  # no noise at all: learn to leave clean speech alone
+    p_second_noise: float = 0.3
+    p_procedural: float = 0.2
+    p_babble: float = 0.15
+    speed: tuple = (0.9, 1.1)
+    early_ms: float = 50.0
+    tts_weight: float = 0.5  # share of examples drawn from synthetic speech (when present)
+
+
+def rms(x):
+    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2) + 1e-12))
+
+
+def crop(x, n, rng):
+    if len(x) >= n:
+        s = rng.integers(0, len(x) - n + 1)
+        return x[s : s + n]
+    out = np.zeros(n, np.float32)
+    s = rng.integers(0, n - len(x) + 1)
+    out[s : s + len(x)] = x
+    return out
+
+
+def loop_crop(x, n, rng):
+    if len(x) < n:
+        x = np.tile(x, int(math.ceil(n / max(len(x), 1))) + 1)
+    return crop(x, n, rng)
+
+
+def speed_perturb(x, factor):
+    """Resample-based speed + pitch change (factor > 1 = faster, higher)."""
+    up = 100
+    down = int(round(up * factor))
+    return resample_poly(x, up, down).astype(np.float32)
+
+
+def procedural_noise(n, rng):
+    kind = rng.integers(0, 5)
+    w = rng.standard_normal(n).astype(np.float32)
+    if kind == 0:  # white
+        return w
+    if kind == 1:  # pink-ish (Voss-McCartney approximation by filtering)
+        b = [0.049922035, -0.095993537, 0.050612699, -0.004408786]
+        a = [1, -2.494956002, 2.017265875, -0.522189400]
+        return lfilter(b, a, w).astype(np.float32)
+    if kind == 2:  # brown
+        return lfilter([1.0], [1.0, -0.995], w).astype(np.float32)
+    if kind == 3:  # mains hum with harmonics + a little hiss
+        f0 = rng.choice([50.0, 60.0]) * rng.uniform(0.98, 1.02)
+        t = np.arange(n) / SR
+        h = sum(rng.uniform(0.1, 1.0) / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) for k in range(1, 12))
+        return (h + 0.02 * w).astype(np.float32)
+    # fan / engine: band-limited noise with slow amplitude modulation and a tonal line
+    lo = lfilter([1.0], [1.0, -rng.uniform(0.8, 0.99)], w)
+    t = np.arange(n) / SR
+    mod = 1.0 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.2, 3.0) * t)
+    tone = 0.3 * np.sin(2 * np.pi * rng.uniform(80, 400) * t)
+    return (lo * mod + tone * rms(lo)).astype(np.float32)
+
+
+def early_target(clean, rir, early_ms):
+    """Reverberant mixture input and the direct-path + early-reflections target, aligned to the dry signal."""
+    peak = int(np.argmax(np.abs(rir)))
+    rir = rir / (np.abs(rir[peak]) + 1e-9)
+    early = rir.copy()
+    cut = peak + int(early_ms * SR / 1000)
+    early[cut:] = 0.0
+    n = len(clean)
+    wet = fftconvolve(clean, rir)[peak : peak + n].astype(np.float32)
+    tgt = fftconvolve(clean, early)[peak : peak + n].astype(np.float32)
+    return wet, tgt
+
+
+class Mixer:
+    """Draws training examples for one split."""
+
+    def __init__(self, corpus_root, split="train", cfg: MixConfig = MixConfig(), seed=0):
+        self.root = Path(corpus_root)
+        self.cfg = cfg
+        self.split = split
+        self.rng = np.random.default_rng(seed)
+        self.cache = AudioCache(self.root)
+        self.reload()
+
+    def reload(self):
+        sp = [r for r in read_manifest(self.root / "speech.csv") if r["split"] == self.split]
+        self.speech_real = [r for r in sp if not is_tts(r)]
+        self.speech_tts = [r for r in sp if is_tts(r)]
+        self.noise = [r for r in read_manifest(self.root / "noise.csv") if r["split"] == self.split]
+        rp = self.root / "rirs.csv"
+        self.rirs = [r for r in read_manifest(rp) if r["split"] == self.split] if rp.exists() else []
+        if not (self.speech_real or self.speech_tts):
+            raise RuntimeError(f"no {self.split} speech in {self.root}/speech.csv: build the corpus first")
+
+    def pick_speech(self):
+        rng = self.rng
+        use_tts = self.speech_tts and (not self.speech_real or rng.random() < self.cfg.tts_weight)
+        pool = self.speech_tts if use_tts else self.speech_real
+        return pool[rng.integers(0, len(pool))]
+
+    def speech_segment(self, n):
+        rng = self.rng
+        row = self.pick_speech()
+        x = self.cache.get(row["path"])
+        if not is_tts(row) and rng.random() < 0.7:
+            x = speed_perturb(crop(x, int(n * 1.15), rng), rng.uniform(*self.cfg.speed))
+        return crop(x, n, rng), float(row["bandwidth_hz"])
+
+    def noise_segment(self, n):
+        rng = self.rng
+        u = rng.random()
+        if u < self.cfg.p_procedural or not self.noise:
+            return procedural_noise(n, rng)
+        if u < self.cfg.p_procedural + self.cfg.p_babble:
+            k = rng.integers(1, 8)
+            b = np.zeros(n, np.float32)
+            for _ in range(k):
+                s, _ = self.speech_segment(n)
+                b += s / (rms(s) + 1e-6)
+            return b
+        row = self.noise[rng.integers(0, len(self.noise))]
+        return loop_crop(self.cache.get(row["path"]), n, rng)
+
+    def example(self):
+        cfg, rng = self.cfg, self.rng
+        n = int(cfg.seconds * SR)
+        clean, bw = self.speech_segment(n)
+        while rms(clean) < 1e-4:  # mostly silence: draw again
+            clean, bw = self.speech_segment(n)
+        target = clean
+        if self.rirs and rng.random() < cfg.p_reverb:
+            rir = self.cache.get(self.rirs[rng.integers(0, len(self.rirs))]["path"])
+            clean, target = early_target(clean, rir, cfg.early_ms)
+        if rng.random() < cfg.p_clean:
+            noisy = clean.copy()
+        else:
+            noise = self.noise_segment(n)
+            if rng.random() < cfg.p_second_noise:
+                extra = self.noise_segment(n)
+                noise = noise / (rms(noise) + 1e-9) + rng.uniform(0.2, 1.0) * extra / (rms(extra) + 1e-9)
+            snr = rng.uniform(*cfg.snr_db)
+            noise = noise * (rms(clean) / (rms(noise) + 1e-9)) * 10 ** (-snr / 20)
+            noisy = clean + noise
+        level = 10 ** (rng.uniform(*cfg.level_dbfs) / 20)
+        g = level / (rms(noisy) + 1e-9)
+        peak = max(np.abs(noisy).max(), np.abs(target).max()) * g
+        if peak > 0.99:
+            g *= 0.99 / peak
+        band_bin = min(C.N_BINS, int(math.floor(bw / (SR / C.N_FFT))) + 1)
+        return (noisy * g).astype(np.float32), (target * g).astype(np.float32), band_bin
+
+
+def is_tts(row):
+    return row.get("source", "").startswith(("kokoro", "espeak", "flite", "festival", "tts"))
+
+
+class MixDataset(torch.utils.data.IterableDataset):
+    def __init__(self, corpus_root, split="train", cfg: MixConfig = MixConfig(), seed=0, reload_every=2000):
+        self.args = (corpus_root, split, cfg)
+        self.seed = seed
+        self.reload_every = reload_every
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid = info.id if info else 0
+        m = Mixer(*self.args, seed=self.seed * 1000 + wid + os.getpid() % 1000)
+        k = 0
+        while True:
+            yield m.example()
+            k += 1
+            if k % self.reload_every == 0:  # pick up TTS files the corpus builder added
+                m.reload()
+
+
+def collate(batch):
+    noisy = torch.from_numpy(np.stack([b[0] for b in batch]))
+    clean = torch.from_numpy(np.stack([b[1] for b in batch]))
+    band = torch.tensor([b[2] for b in batch], dtype=torch.long)
+    return noisy, clean, band
+
+
+def fixed_set(corpus_root, split, n, seconds=4.0, seed=1234, cfg: MixConfig | None = None):
+    """A deterministic list of (noisy, clean, band_bin) for validation/test."""
+    cfg = cfg or MixConfig(seconds=seconds)
+    m = Mixer(corpus_root, split, cfg, seed=seed)
+    return [m.example() for _ in range(n)]

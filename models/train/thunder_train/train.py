@@ -1,0 +1,216 @@
+"""Train ThunderNet (resumable). CPU by default with bf16 autocast; CUDA when available.
+
+    python -m thunder_train.train --corpus ../.cache/corpus --run runs/base --steps 200000
+
+Re-running the same command resumes from <run>/last.pt. <run>/best.pt is the EMA checkpoint with
+the best validation score (mean PESQ-WB over --steps 0 and 1); <run>/log.csv has the history.
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import contract as C
+from . import dsp, sampler
+from .data import MixConfig, MixDataset, collate, fixed_set
+from .metrics import pesq_wb, si_sdr
+from .net import NetConfig, ThunderNet, macs_per_frame
+
+
+def sample_t(b, reg_frac, gen):
+    """Bridge times: a fraction at t = 1 (the regression pass), the rest U(T_MIN, T_MAX)."""
+    t = C.T_MIN + (C.T_MAX - C.T_MIN) * torch.rand(b, generator=gen)
+    reg = torch.rand(b, generator=gen) < reg_frac
+    return torch.where(reg, torch.ones_like(t), t)
+
+
+def band_weight(band_bin, n_bins=C.N_BINS):
+    f = torch.arange(n_bins).unsqueeze(0)
+    return (f < band_bin.unsqueeze(1)).float()  # [B, F]
+
+
+def loss_fn(x0_hat, x0, w):
+    """MSE in the compressed complex STFT domain, ignoring bins above the source bandwidth."""
+    err = (x0_hat - x0).pow(2).sum(1)  # [B, F, T]
+    w = w.unsqueeze(-1).expand_as(err)
+    return (err * w).sum() / (w.sum() * 2 + 1e-9)
+
+
+def training_step(net, noisy, clean, band, reg_frac, gen, autocast):
+    y = dsp.analyse(noisy)
+    x0 = dsp.analyse(clean)
+    t = sample_t(y.shape[0], reg_frac, gen)
+    z = torch.randn(x0.shape, generator=gen) * math.sqrt(0.5)
+    x_t = sampler.bridge_sample(x0, y, t, z)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        x0_hat = net.offline(x_t, y, t)
+    return loss_fn(x0_hat.float(), x0, band_weight(band))
+
+
+class Ema:
+    def __init__(self, net, decay=0.999):
+        self.decay = decay
+        self.n = 0
+        self.shadow = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, net):
+        self.n += 1
+        d = min(self.decay, (1 + self.n) / (10 + self.n))  # warm-up: no bias toward the init
+        for k, v in net.state_dict().items():
+            if v.is_floating_point():
+                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+
+@torch.no_grad()
+def validate(net, val, steps=(0, 1)):
+    net.eval()
+    scores = {}
+    for n in steps:
+        p, s = [], []
+        for noisy, clean, _ in val:
+            y = dsp.analyse(torch.from_numpy(noisy)[None])
+            out = sampler.enhance(lambda xt, yy, t, pid: net.offline(xt, yy, t), y, n, seed=0)
+            est = dsp.synthesise(out, len(noisy))[0].numpy()
+            p.append(pesq_wb(est, clean))
+            s.append(si_sdr(est, clean))
+        scores[f"pesq_s{n}"] = float(np.nanmean(p))
+        scores[f"sisdr_s{n}"] = float(np.mean(s))
+    scores["score"] = float(np.mean([scores[f"pesq_s{n}"] for n in steps]))
+    return scores
+
+
+def lr_at(step, base, warmup, total):
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--run", required=True, help="run directory (checkpoints, logs)")
+    ap.add_argument("--steps", type=int, default=200_000, help="total optimiser steps (for the LR schedule)")
+    ap.add_argument("--stop-after", type=int, default=0, help="stop after this many steps in this invocation")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--reg-frac", type=float, default=0.3, help="share of examples at t = 1 (regression)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument("--val-every", type=int, default=1000)
+    ap.add_argument("--val-n", type=int, default=16)
+    ap.add_argument("--net", default="{}", help="NetConfig overrides as JSON")
+    ap.add_argument("--init", help="initialise weights from this checkpoint (fine-tuning)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    last = run / "last.pt"
+    gen = torch.Generator().manual_seed(args.seed)
+
+    if last.exists():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        cfg = NetConfig(**ck["net_config"])
+    else:
+        ck = None
+        cfg = NetConfig(**json.loads(args.net))
+    net = ThunderNet(cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    ema = Ema(net)
+    step, best = 0, -1e9
+    if ck:
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        ema.shadow = ck["ema"]
+        ema.n = ck["ema_n"]
+        step, best = ck["step"], ck["best"]
+        gen.set_state(ck["gen"])
+        print(f"resumed {last} at step {step} (best score {best:.3f})")
+    elif args.init:
+        init = torch.load(args.init, map_location="cpu", weights_only=False)
+        net.load_state_dict(init["ema"])
+        ema = Ema(net)
+        print(f"initialised from {args.init}")
+    print(f"params {sum(p.numel() for p in net.parameters())}, MACs/frame {macs_per_frame(net)}")
+
+    val_path = run / "val.npz"
+    if val_path.exists():
+        v = np.load(val_path)
+        val = [(v["noisy"][i], v["clean"][i], 0) for i in range(len(v["noisy"]))]
+    else:
+        val = fixed_set(args.corpus, "val", args.val_n)
+        np.savez(val_path, noisy=np.stack([a for a, _, _ in val]), clean=np.stack([b for _, b, _ in val]))
+
+    ds = MixDataset(args.corpus, "train", MixConfig(seconds=args.seconds), seed=args.seed + step)
+    dl = torch.utils.data.DataLoader(ds, batch_size=args.batch, collate_fn=collate, num_workers=args.workers,
+                                     persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
+    log_path = run / "log.csv"
+    new_log = not log_path.exists()
+    logf = open(log_path, "a", newline="")
+    log = csv.writer(logf)
+    if new_log:
+        log.writerow(["step", "time", "loss", "lr", "pesq_s0", "pesq_s1", "sisdr_s0", "sisdr_s1", "score"])
+
+    def save(path, extra=None):
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "ema_n": ema.n,
+                    "step": step, "best": best, "gen": gen.get_state(), "net_config": cfg.to_dict(),
+                    "training_data": f"Thunder corpus ({args.corpus}), {step} steps x batch {args.batch} x {args.seconds}s",
+                    **(extra or {})}, tmp)
+        tmp.replace(path)
+
+    net.train()
+    t0, losses, started = time.time(), [], step
+    for noisy, clean, band in dl:
+        lr = lr_at(step, args.lr, args.warmup, args.steps)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = training_step(net, noisy, clean, band, args.reg_frac, gen, not args.no_bf16)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        ema.update(net)
+        losses.append(loss.item())
+        step += 1
+        if step % 50 == 0:
+            dt = (time.time() - t0) / len(losses)
+            print(f"step {step} loss {np.mean(losses[-50:]):.5f} lr {lr:.2e} {dt:.2f}s/step", flush=True)
+        if step % args.val_every == 0:
+            evnet = ThunderNet(cfg)
+            evnet.load_state_dict(ema.shadow)
+            sc = validate(evnet, val)
+            log.writerow([step, round(time.time()), np.mean(losses[-args.val_every:]), lr,
+                          sc["pesq_s0"], sc["pesq_s1"], sc["sisdr_s0"], sc["sisdr_s1"], sc["score"]])
+            logf.flush()
+            print(f"val step {step}: {json.dumps(sc)}", flush=True)
+            if sc["score"] > best:
+                best = sc["score"]
+                save(run / "best.pt", {"val": sc})
+            save(last)
+            net.train()
+        if args.stop_after and step - started >= args.stop_after:
+            break
+        if step >= args.steps:
+            break
+    save(last)
+    logf.close()
+
+
+if __name__ == "__main__":
+    main()
