@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from . import contract as C
 from . import dsp, rng, sampler
 from .export import export_onnx
 from .net import NetConfig, ThunderNet
+from .onnx_runner import OnnxThunder
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -28,30 +28,6 @@ def test_signal(n=2000, seed=3):
     t = np.arange(n) / C.SAMPLE_RATE
     x = 0.3 * np.sin(2 * np.pi * (200 + 1500 * t) * t) + 0.05 * r.standard_normal(n)
     return x.astype(np.float32)
-
-
-def ort_denoiser(path):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    meta = sess.get_modelmeta().custom_metadata_map
-    shapes = json.loads(meta["thunder.state_shapes"])
-    la = int(meta["thunder.lookahead_frames"])
-
-    def denoise(x_t, y, t, pass_id):
-        b = x_t.shape[0]
-        pad = np.zeros((*x_t.shape[:3], la), np.float32)
-        feeds = {
-            C.INPUT_XT: np.concatenate([x_t.numpy(), pad], 3),
-            C.INPUT_Y: np.concatenate([y.numpy(), pad], 3),
-            C.INPUT_T: t.numpy().astype(np.float32),
-        }
-        for k, s in shapes.items():
-            feeds[k] = np.zeros([b, *s[1:]], np.float32)
-        out = sess.run([C.OUTPUT_X0], feeds)[0]
-        return torch.from_numpy(out[..., la:])
-
-    return denoise
 
 
 def main():
@@ -69,7 +45,7 @@ def main():
     comp = dsp.compress(spec)
     y = dsp.to_channels(comp[None])
     recon = dsp.istft(spec[None], len(x))[0].numpy()
-    denoise = ort_denoiser(onnx_path)
+    denoise = OnnxThunder(onnx_path).denoise
     runs = {}
     for steps in (0, 1, 2):
         out = sampler.enhance(denoise, y, steps, seed=42)
