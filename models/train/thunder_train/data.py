@@ -65,7 +65,9 @@ class MixConfig:
     p_babble: float = 0.15
     speed: tuple = (0.9, 1.1)
     early_ms: float = 50.0
-    tts_weight: float = 0.5  # share of examples drawn from synthetic speech (when present)
+    # Share of examples per speech pool (renormalised over the pools present): real recordings,
+    # neural TTS (Kokoro), and formant/diphone TTS (espeak-ng, flite, festival: variety only).
+    pool_weights: tuple = (("real", 0.5), ("kokoro", 0.35), ("robotic", 0.15))
 
 
 def rms(x):
@@ -145,25 +147,27 @@ class Mixer:
 
     def reload(self):
         sp = [r for r in read_manifest(self.root / "speech.csv") if r["split"] == self.split]
-        self.speech_real = [r for r in sp if not is_tts(r)]
-        self.speech_tts = [r for r in sp if is_tts(r)]
+        self.pools = {}
+        for r in sp:
+            self.pools.setdefault(speech_pool(r), []).append(r)
         self.noise = [r for r in read_manifest(self.root / "noise.csv") if r["split"] == self.split]
         rp = self.root / "rirs.csv"
         self.rirs = [r for r in read_manifest(rp) if r["split"] == self.split] if rp.exists() else []
-        if not (self.speech_real or self.speech_tts):
+        if not self.pools:
             raise RuntimeError(f"no {self.split} speech in {self.root}/speech.csv: build the corpus first")
 
     def pick_speech(self):
         rng = self.rng
-        use_tts = self.speech_tts and (not self.speech_real or rng.random() < self.cfg.tts_weight)
-        pool = self.speech_tts if use_tts else self.speech_real
+        names = [n for n, _ in self.cfg.pool_weights if n in self.pools]
+        w = np.array([dict(self.cfg.pool_weights)[n] for n in names])
+        pool = self.pools[names[rng.choice(len(names), p=w / w.sum())]]
         return pool[rng.integers(0, len(pool))]
 
     def speech_segment(self, n):
         rng = self.rng
         row = self.pick_speech()
         x = self.cache.get(row["path"])
-        if not is_tts(row) and rng.random() < 0.7:
+        if speech_pool(row) == "real" and rng.random() < 0.7:
             x = speed_perturb(crop(x, int(n * 1.15), rng), rng.uniform(*self.cfg.speed))
         return crop(x, n, rng), float(row["bandwidth_hz"])
 
@@ -211,8 +215,13 @@ class Mixer:
         return (noisy * g).astype(np.float32), (target * g).astype(np.float32), band_bin
 
 
-def is_tts(row):
-    return row.get("source", "").startswith(("kokoro", "espeak", "flite", "festival", "tts"))
+def speech_pool(row):
+    src = row.get("source", "")
+    if src.startswith("kokoro"):
+        return "kokoro"
+    if src.startswith(("espeak", "flite", "festival")):
+        return "robotic"
+    return "real"
 
 
 class MixDataset(torch.utils.data.IterableDataset):
