@@ -158,15 +158,27 @@ class Mixer:
 
     def pick_speech(self):
         rng = self.rng
-        names = [n for n, _ in self.cfg.pool_weights if n in self.pools]
+        names = [n for n, _ in self.cfg.pool_weights if self.pools.get(n)]
         w = np.array([dict(self.cfg.pool_weights)[n] for n in names])
         pool = self.pools[names[rng.choice(len(names), p=w / w.sum())]]
         return pool[rng.integers(0, len(pool))]
 
+    def load(self, row, pool):
+        """Decode a manifest row; a file that vanished or is unreadable leaves its pool (logged once)."""
+        try:
+            return self.cache.get(row["path"])
+        except (OSError, RuntimeError, ValueError) as e:
+            print(f"data: dropping {row['path']}: {e}", flush=True)
+            if row in pool:
+                pool.remove(row)
+            return None
+
     def speech_segment(self, n):
         rng = self.rng
-        row = self.pick_speech()
-        x = self.cache.get(row["path"])
+        x = None
+        while x is None:
+            row = self.pick_speech()
+            x = self.load(row, self.pools[speech_pool(row)])
         if speech_pool(row) == "real" and rng.random() < 0.7:
             x = speed_perturb(crop(x, int(n * 1.15), rng), rng.uniform(*self.cfg.speed))
         return crop(x, n, rng), float(row["bandwidth_hz"])
@@ -184,7 +196,8 @@ class Mixer:
                 b += s / (rms(s) + 1e-6)
             return b
         row = self.noise[rng.integers(0, len(self.noise))]
-        return loop_crop(self.cache.get(row["path"]), n, rng)
+        x = self.load(row, self.noise)
+        return procedural_noise(n, rng) if x is None else loop_crop(x, n, rng)
 
     def example(self):
         cfg, rng = self.cfg, self.rng
@@ -194,8 +207,9 @@ class Mixer:
             clean, bw = self.speech_segment(n)
         target = clean
         if self.rirs and rng.random() < cfg.p_reverb:
-            rir = self.cache.get(self.rirs[rng.integers(0, len(self.rirs))]["path"])
-            clean, target = early_target(clean, rir, cfg.early_ms)
+            rir = self.load(self.rirs[rng.integers(0, len(self.rirs))], self.rirs)
+            if rir is not None:
+                clean, target = early_target(clean, rir, cfg.early_ms)
         if rng.random() < cfg.p_clean:
             noisy = clean.copy()
         else:
