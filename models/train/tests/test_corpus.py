@@ -1,0 +1,154 @@
+"""Fast tests for thunder_train.corpus (no dependency on the built corpus)."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from thunder_train import corpus as C  # noqa: E402
+
+
+def test_assign_splits_deterministic_disjoint_and_order_free():
+    keys = [f"file{i:03d}" for i in range(57)]
+    a = C.assign_splits(keys, seed=7)
+    b = C.assign_splits(list(reversed(keys)), seed=7)
+    assert a == b
+    assert set(a) == set(keys)  # every key in exactly one split
+    counts = {s: sum(v == s for v in a.values()) for s in C.SPLITS}
+    assert counts["test"] == round(57 * 0.1) and counts["val"] == round(57 * 0.1)
+    assert C.assign_splits(keys, seed=8) != a  # the seed matters
+
+
+def test_assign_splits_small_sets():
+    assert C.assign_splits(["a", "b"]) == {"a": "train", "b": "train"}
+    s = C.assign_splits(["a", "b", "c"])
+    assert sorted(s.values()) == ["test", "train", "val"]
+
+
+def test_split_of_key_is_stable():
+    ks = [f"spk{i}" for i in range(2000)]
+    sp = [C.split_of_key(k) for k in ks]
+    assert sp == [C.split_of_key(k) for k in ks]
+    frac = {s: sp.count(s) / len(sp) for s in C.SPLITS}
+    assert 0.75 < frac["train"] < 0.85 and 0.07 < frac["val"] < 0.13
+
+
+def test_fixed_speaker_splits_are_disjoint():
+    # asterisk: one speaker per language; a speaker never appears in two splits
+    by_speaker = {}
+    for lang, (_, spk, split) in C.ASTERISK.items():
+        assert by_speaker.setdefault(spk, split) == split
+    assert C.ASTERISK["fr"][2] == "val" and C.ASTERISK["it"][2] == "test"
+    # flite/festival share speakers (kal is the same voice in both engines)
+    speakers = set(C.FLITE_VOICES.values()) | {s for s, _ in C.FESTIVAL_VOICES.values()}
+    assert speakers <= set(C.CMU_SPEAKER_SPLIT)
+    assert {C.CMU_SPEAKER_SPLIT[s] for s in speakers} == set(C.SPLITS)
+    # kokoro blends: whole speakers, exactly 80/10/10 over any 10 consecutive speakers
+    sp = [C.kokoro_split(i) for i in range(100)]
+    assert sp.count("train") == 80 and sp.count("val") == 10 and sp.count("test") == 10
+
+
+def test_shared_noise_and_rir_split_rules():
+    forced = {"speechcommands_exercise_bike": "test", "speechbrain_noise5": "test", "speechbrain_noise1": "val"}
+    items = C.noise_shared() if (C.SHARED_DATA / "noise").is_dir() else []
+    if items:
+        got = {it.key: it.split for it in items}
+        assert sum(v == "test" for v in got.values()) == 2 and sum(v == "val" for v in got.values()) == 1
+        assert {k: got[k] for k in forced} == forced
+    assert C.SHARED_RIR_SPLIT == {"iosr_roomA_az000_left": "test", "iosr_roomA_az090_left": "test",
+                                  "iosr_roomA_az030_left": "val"}
+
+
+def test_manifest_round_trip(tmp_path):
+    root = tmp_path
+    x = (0.1 * np.sin(2 * np.pi * 200 * np.arange(C.SR * 2) / C.SR)).astype(np.float32)
+    p = C.speech_path(root, "val", "espeak", "espeak_f3", "u000")
+    dur = C.write_wav(p, x)
+    st = C.StateLog(root, "speech", "espeak")
+    st.add([C.speech_row(root, p, "val", "espeak", "espeak_f3", "en", 8000, dur)], "f3:0")
+    st.add([], "f3:1")  # an item that produced nothing
+    q = root / "noise" / "train" / "supersonic" / "n1.wav"
+    C.write_wav(q, x)
+    C.StateLog(root, "noise", "supersonic").add(
+        [{"path": "noise/train/supersonic/n1.wav", "split": "train", "source": "supersonic",
+          "category": "music", "duration_s": 2.0, "licence": "CC0-1.0"}], "n1")
+    rows = C.write_all_manifests(root)
+    back = C.read_manifest(root / "speech.csv")
+    assert list(back[0].keys()) == C.SPEECH_COLUMNS
+    assert back[0]["path"] == "speech/val/espeak/espeak_f3/u000.wav"
+    assert float(back[0]["duration_s"]) == pytest.approx(2.0)
+    assert C.read_manifest(root / "noise.csv")[0]["category"] == "music"
+    assert C.read_manifest(root / "rirs.csv") == []
+    assert (root / "LICENCES.md").exists()
+    # resume: a fresh StateLog sees both items as done
+    st2 = C.StateLog(root, "speech", "espeak")
+    assert st2.done("f3:0") and st2.done("f3:1") and not st2.done("f3:2")
+    # a row whose file vanished is dropped from the manifest
+    p.unlink()
+    C.write_all_manifests(root)
+    assert C.read_manifest(root / "speech.csv") == []
+    assert len(rows["speech"]) == 1
+
+
+def test_trim_and_split_at_pauses():
+    sr = C.SR
+    rng = np.random.default_rng(0)
+    tone = lambda s: (0.3 * rng.standard_normal(int(s * sr))).astype(np.float32)  # noqa: E731
+    sil = lambda s: np.zeros(int(s * sr), np.float32)  # noqa: E731
+    x = np.concatenate([sil(1.0), tone(6), sil(0.5), tone(6), sil(0.5), tone(6), sil(1.0)])
+    t = C.trim_silence(x)
+    assert len(t) < len(x) and len(t) > 18.5 * sr
+    chunks = C.split_at_pauses(t)
+    assert len(chunks) >= 2
+    assert all(C.MIN_SPEECH_S * sr <= len(c) <= C.MAX_SPEECH_S * sr for c in chunks)
+    assert sum(len(c) for c in chunks) > 17 * sr
+
+
+def test_categories_are_valid():
+    for name in ["TraficHigh1", "SportsCroud2", "wind", "beep3", "drum_snare_hard", "loop_amen", "xyz"]:
+        assert C.categorize(name) in C.NOISE_CATEGORIES
+
+
+def test_kokoro_phoneme_mapping():
+    assert C.espeak_ipa_to_kokoro("həlˈo^ʊ wˈɜːld") == "həlˈO wˈɜɹld"
+    assert C.espeak_ipa_to_kokoro("a^ɪ θˈɪŋk") == "I θˈɪŋk"
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_g722_decode_roundtrip(tmp_path):
+    sr = C.SR
+    t = np.arange(int(0.5 * sr)) / sr
+    x = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    src = tmp_path / "tone.wav"
+    C.write_wav(src, x)
+    g = tmp_path / "tone.g722"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-ar", "16000", "-ac", "1",
+                    "-acodec", "g722", "-f", "g722", str(g)], check=True)
+    y = C.decode_g722(g)
+    assert abs(len(y) - len(x)) < 0.02 * sr  # decodes at 16 kHz (not 8 kHz)
+    n = min(len(x), len(y))
+    # G.722 has a small codec delay; compare energies and the dominant frequency
+    assert 0.5 < np.std(y[:n]) / np.std(x[:n]) < 2.0
+    f = np.fft.rfftfreq(n, 1 / sr)[np.argmax(np.abs(np.fft.rfft(y[:n])))]
+    assert abs(f - 440) < 5
+
+
+def test_missing_tool_message():
+    with pytest.raises(C.ToolError, match="install"):
+        C.require_tool("definitely-not-a-tool-xyz")
+
+
+def test_statelog_ignores_empty_markers_and_missing_files(tmp_path):
+    st = C.StateLog(tmp_path, "speech", "espeak")
+    st.add([], "nothing")
+    p = C.speech_path(tmp_path, "train", "espeak", "s", "a")
+    C.write_wav(p, np.zeros(C.SR, np.float32))
+    st.add([C.speech_row(tmp_path, p, "train", "espeak", "s", "en", 8000, 1.0)], "a")
+    st.add([{"path": "speech/train/espeak/s/gone.wav", "duration_s": 1.0}], "gone")
+    st2 = C.StateLog(tmp_path, "speech", "espeak")
+    assert [r["item"] for r in st2.rows] == ["a"]
+    assert st2.done("nothing") and st2.done("a") and not st2.done("gone")
