@@ -151,6 +151,9 @@ class Mixer:
         for r in sp:
             self.pools.setdefault(speech_pool(r), []).append(r)
         self.noise = [r for r in read_manifest(self.root / "noise.csv") if r["split"] == self.split]
+        self.noise_by_cat = {}
+        for r in self.noise:  # sample a category first: music alone is half of the noise minutes
+            self.noise_by_cat.setdefault(r.get("category", "other"), []).append(r)
         rp = self.root / "rirs.csv"
         self.rirs = [r for r in read_manifest(rp) if r["split"] == self.split] if rp.exists() else []
         if not self.pools:
@@ -195,8 +198,10 @@ class Mixer:
                 s, _ = self.speech_segment(n)
                 b += s / (rms(s) + 1e-6)
             return b
-        row = self.noise[rng.integers(0, len(self.noise))]
-        x = self.load(row, self.noise)
+        cats = [c for c, rows in self.noise_by_cat.items() if rows]
+        pool = self.noise_by_cat[cats[rng.integers(0, len(cats))]]
+        row = pool[rng.integers(0, len(pool))]
+        x = self.load(row, pool)
         return procedural_noise(n, rng) if x is None else loop_crop(x, n, rng)
 
     def example(self):
