@@ -5,10 +5,13 @@
 //! File mode ([`stream::file`]) feeds files through the same streaming engine.
 #![warn(missing_docs)]
 
+pub mod audio;
 pub mod contract;
 pub mod error;
 pub mod model;
 pub mod sampler;
 pub mod stft;
+pub mod stream;
 
 pub use error::{Error, Result};
+pub use stream::{Enhancer, EnhancerConfig};
