@@ -14,6 +14,45 @@ use crate::contract::{self as C, FRAME_LEN, N_BINS};
 use crate::error::{Error, Result};
 use crate::sampler::Denoiser;
 
+/// File name of the bundled default model.
+pub const DEFAULT_MODEL: &str = "models/thunder-16k.onnx";
+
+/// Candidate locations of the default model: `models/thunder-16k.onnx` in every ancestor of the
+/// executable's directory, then of the crate directory this was built from.
+pub fn default_model_candidates() -> Vec<PathBuf> {
+    let mut anchors = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        let exe = exe.canonicalize().unwrap_or(exe);
+        if let Some(d) = exe.parent() {
+            anchors.extend(d.ancestors().map(Path::to_path_buf));
+        }
+    }
+    anchors.extend(Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().map(Path::to_path_buf));
+    let mut out: Vec<PathBuf> = Vec::new();
+    for a in anchors {
+        let p = a.join(DEFAULT_MODEL);
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The default model, if one of [`default_model_candidates`] exists.
+pub fn default_model() -> Result<PathBuf> {
+    let c = default_model_candidates();
+    c.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        Error::model(
+            DEFAULT_MODEL,
+            format!(
+                "default model not found (looked in {} places, e.g. {}); pass --model PATH",
+                c.len(),
+                c.last().map(|p| p.display().to_string()).unwrap_or_default()
+            ),
+        )
+    })
+}
+
 /// Where the network runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Device {
