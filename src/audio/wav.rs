@@ -78,9 +78,19 @@ pub struct WavDecoder<R: Read> {
     scale: f32,
 }
 
+/// hound reports short reads either as `UnexpectedEof` or as "Failed to read enough bytes".
+fn is_eof(e: &hound::Error) -> bool {
+    match e {
+        hound::Error::IoError(io) => {
+            io.kind() == std::io::ErrorKind::UnexpectedEof || io.to_string().contains("enough bytes")
+        }
+        _ => false,
+    }
+}
+
 fn describe(e: hound::Error) -> String {
     match e {
-        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+        e if is_eof(&e) => {
             "not a WAV file, or its header is truncated".into()
         }
         hound::Error::IoError(io) => io.to_string(),
@@ -134,8 +144,9 @@ impl<R: Read> WavDecoder<R> {
         let want = (self.frames - self.read).min(max_frames as u64) as usize;
         let n = want * self.format.channels as usize;
         out.reserve(n);
+        let before = out.len();
         let trunc = |e: hound::Error, read: u64, frames: u64| match e {
-            hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            e if is_eof(&e) => {
                 format!("truncated: the header declares {frames} frames but the data ends after about {read}")
             }
             e => describe(e),
@@ -154,6 +165,13 @@ impl<R: Read> WavDecoder<R> {
                     out.push(s.map_err(|e| trunc(e, start + i as u64 / self.format.channels as u64, total))?);
                 }
             }
+        }
+        let got = out.len() - before;
+        if got < n {
+            return Err(format!(
+                "truncated: the header declares {total} frames but the data ends after {}",
+                start + (got / self.format.channels as usize) as u64
+            ));
         }
         self.read += want as u64;
         Ok(want)
