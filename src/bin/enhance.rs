@@ -230,9 +230,11 @@ fn run(args: Args) -> Result<(), Fail> {
     if fopts.format == Some(SampleFormat::Float) && args.bits.is_some_and(|b| b != 32) {
         return Err(Error::Config("--format float is 32-bit only".into()).into());
     }
-    let start = Instant::now();
+    let load_start = Instant::now();
     // Load once up front so a bad model or runtime fails before any work.
     let first = Model::load(&model_path, &mopts)?;
+    let load = load_start.elapsed();
+    let start = Instant::now();
     let info = first.info().clone();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let n_jobs = args.jobs.unwrap_or((cores / args.threads).max(1)).clamp(1, jobs.len());
@@ -299,7 +301,7 @@ fn run(args: Args) -> Result<(), Fail> {
     });
     let wall = start.elapsed();
     let results = results.into_inner().unwrap();
-    report(&args, &info.name, &info.version, results, wall)
+    report(&args, &info.name, &info.version, results, wall, load)
 }
 
 fn report(
@@ -308,6 +310,7 @@ fn report(
     version: &str,
     results: Vec<(PathBuf, Result<FileReport, Error>)>,
     wall: Duration,
+    load: Duration,
 ) -> Result<(), Fail> {
     let mut first_err: Option<Error> = None;
     let mut audio = 0.0;
@@ -346,8 +349,9 @@ fn report(
             0.0
         };
         eprintln!(
-            "enhance: {ok}/{n} file{} | audio {audio:.2} s | wall {w:.2} s | RTF {:.4} | steps {}{} | {passes} network passes/frame | algorithmic latency {lat_ms:.1} ms | model {name} {version}",
+            "enhance: {ok}/{n} file{} | audio {audio:.2} s | wall {w:.2} s (+{:.2} s model load) | RTF {:.4} | steps {}{} | {passes} network passes/frame | algorithmic latency {lat_ms:.1} ms | model {name} {version}",
             if n == 1 { "" } else { "s" },
+            load.as_secs_f64(),
             if audio > 0.0 { w / audio } else { 0.0 },
             args.steps,
             if args.no_corrector { " (no corrector)" } else { "" },
