@@ -31,7 +31,14 @@ fn model_path() -> PathBuf {
 }
 
 fn load() -> Model {
-    Model::load(&model_path(), &ModelOptions { threads: 1, ..Default::default() }).expect("load model")
+    Model::load(
+        &model_path(),
+        &ModelOptions {
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .expect("load model")
 }
 
 fn audio(seconds: f32) -> Vec<f32> {
@@ -84,10 +91,16 @@ fn pipeline(c: &mut Criterion) {
     let x = audio(seconds);
     let mut model = Some(load());
     let mut g = c.benchmark_group("pipeline");
-    g.sample_size(10).measurement_time(Duration::from_secs(8)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(8))
+        .warm_up_time(Duration::from_secs(1));
     for steps in [0usize, 1, 3] {
         for fpc in [1usize, 64] {
-            let cfg = EnhancerConfig { steps, frames_per_call: fpc, ..Default::default() };
+            let cfg = EnhancerConfig {
+                steps,
+                frames_per_call: fpc,
+                ..Default::default()
+            };
             let mut e = Enhancer::new(model.take().unwrap(), cfg).unwrap();
             let mut out = Vec::with_capacity(x.len());
             let chunk = if fpc == 1 { HOP } else { 8192 };

@@ -16,7 +16,11 @@ fn main() {
         std::process::exit(2);
     }
     let (fmt, x) = read_all(Path::new(&args[1])).expect("read input");
-    assert_eq!((fmt.channels, fmt.sample_rate), (1, 48000), "nnnoiseless needs 48 kHz mono");
+    assert_eq!(
+        (fmt.channels, fmt.sample_rate),
+        (1, 48000),
+        "nnnoiseless needs 48 kHz mono"
+    );
     // nnnoiseless works on i16-scaled floats.
     let scaled: Vec<f32> = x.iter().map(|v| v * 32768.0).collect();
     let n = DenoiseState::FRAME_SIZE;
@@ -34,5 +38,8 @@ fn main() {
     let y: Vec<f32> = out.iter().map(|v| v / 32768.0).collect();
     write_all(Path::new(&args[2]), fmt, &y).expect("write output");
     let secs = x.len() as f64 / 48000.0;
-    println!("{{\"audio_seconds\": {secs}, \"wall_seconds\": {wall}, \"rtf\": {}}}", wall / secs);
+    println!(
+        "{{\"audio_seconds\": {secs}, \"wall_seconds\": {wall}, \"rtf\": {}}}",
+        wall / secs
+    );
 }

@@ -61,16 +61,25 @@ impl Error {
 
     /// Shorthand for an [`Error::Input`].
     pub fn input(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::Input { path: path.into(), msg: msg.into() }
+        Error::Input {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 
     /// Shorthand for an [`Error::Output`].
     pub fn output(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::Output { path: path.into(), msg: msg.into() }
+        Error::Output {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 
     /// Shorthand for an [`Error::Model`].
     pub fn model(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::Model { path: path.into(), msg: msg.into() }
+        Error::Model {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }

@@ -34,7 +34,8 @@ fn tone(n: usize, rate: u32, channels: usize) -> Vec<f32> {
         .map(|i| {
             let t = (i / channels) as f32 / rate as f32;
             let c = (i % channels) as f32;
-            0.3 * (2.0 * std::f32::consts::PI * (220.0 + 100.0 * c) * t).sin() + 0.02 * ((i * 7919 % 97) as f32 / 97.0 - 0.5)
+            0.3 * (2.0 * std::f32::consts::PI * (220.0 + 100.0 * c) * t).sin()
+                + 0.02 * ((i * 7919 % 97) as f32 / 97.0 - 0.5)
         })
         .collect()
 }
@@ -46,12 +47,19 @@ fn wav(dir: &Path, name: &str, f: WavFormat, frames: usize) -> PathBuf {
 }
 
 fn fmt(channels: u16, sample_rate: u32, bits: u16, format: SampleFormat) -> WavFormat {
-    WavFormat { channels, sample_rate, bits, format }
+    WavFormat {
+        channels,
+        sample_rate,
+        bits,
+        format,
+    }
 }
 
 fn only_files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -112,7 +120,10 @@ fn steps_seeds_and_summary() {
         (std::fs::read(&out).unwrap(), stderr(&o))
     };
     let (s0, log0) = run("s0.wav", &["--steps", "0"]);
-    assert!(log0.contains("steps 0") && log0.contains("1 network passes/frame") && log0.contains("RTF"), "{log0}");
+    assert!(
+        log0.contains("steps 0") && log0.contains("1 network passes/frame") && log0.contains("RTF"),
+        "{log0}"
+    );
     assert!(log0.contains("algorithmic latency 31.9 ms"), "{log0}"); // 383 + 128·1·1 samples
     let (s1a, log1) = run("s1a.wav", &["--steps", "1", "--seed", "3"]);
     assert!(log1.contains("3 network passes/frame"), "{log1}");
@@ -135,7 +146,12 @@ fn batch_and_directory_modes() {
     let src = d.path().join("src");
     std::fs::create_dir(&src).unwrap();
     for i in 0..3 {
-        wav(&src, &format!("f{i}.wav"), fmt(1, 16000, 16, SampleFormat::Int), 4000 + i * 1000);
+        wav(
+            &src,
+            &format!("f{i}.wav"),
+            fmt(1, 16000, 16, SampleFormat::Int),
+            4000 + i * 1000,
+        );
     }
     std::fs::write(src.join("notes.txt"), "not audio").unwrap();
     let out = d.path().join("out");
@@ -162,9 +178,17 @@ fn expect_failure(input: &Path, want_code: i32, want_msg: &str, extra: &[&str]) 
     let o = enhance(&a);
     let err = stderr(&o);
     assert_eq!(code(&o), want_code, "{}: {err}", input.display());
-    assert!(err.to_lowercase().contains(&want_msg.to_lowercase()), "{}: expected {want_msg:?} in {err:?}", input.display());
+    assert!(
+        err.to_lowercase().contains(&want_msg.to_lowercase()),
+        "{}: expected {want_msg:?} in {err:?}",
+        input.display()
+    );
     assert!(!err.contains("panicked"), "{err}");
-    assert!(only_files(outdir.path()).is_empty(), "partial output left: {:?}", only_files(outdir.path()));
+    assert!(
+        only_files(outdir.path()).is_empty(),
+        "partial output left: {:?}",
+        only_files(outdir.path())
+    );
 }
 
 #[test]
@@ -190,7 +214,12 @@ fn bad_inputs_fail_cleanly() {
         let name = format!("rate{rate}.wav");
         let mut w = hound::WavWriter::create(
             p(&name),
-            hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int },
+            hound::WavSpec {
+                channels: 1,
+                sample_rate: rate,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            },
         )
         .unwrap();
         for i in 0..100 {
@@ -230,7 +259,10 @@ fn degenerate_but_valid_inputs_work() {
     assert!(read_all(&out).unwrap().1.iter().all(|v| v.is_finite()));
 
     // Clipped input: processed, with a warning.
-    let clipped: Vec<f32> = tone(8000, 16000, 1).iter().map(|v| (v * 8.0).clamp(-1.0, 1.0)).collect();
+    let clipped: Vec<f32> = tone(8000, 16000, 1)
+        .iter()
+        .map(|v| (v * 8.0).clamp(-1.0, 1.0))
+        .collect();
     let cl = d.path().join("clip.wav");
     write_all(&cl, fmt(1, 16000, 16, SampleFormat::Int), &clipped).unwrap();
     let o = enhance(&[s(&cl), s(&d.path().join("clip_out.wav"))]);
@@ -264,7 +296,10 @@ fn bad_models_runtimes_and_outputs() {
         assert!(!out.exists());
     }
     let tiny = tiny_model();
-    let o = run(&[s(&inp), s(&out), "--model", s(&tiny)], Some(("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")));
+    let o = run(
+        &[s(&inp), s(&out), "--model", s(&tiny)],
+        Some(("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")),
+    );
     assert_eq!(code(&o), 6, "{}", stderr(&o));
     assert!(stderr(&o).contains("scripts/setup.sh"), "{}", stderr(&o));
     let not_ort = d.path().join("libfake.so");
@@ -307,10 +342,22 @@ fn bad_models_runtimes_and_outputs() {
 
 #[test]
 fn help_documents_examples_and_exit_codes() {
-    let o = Command::new(env!("CARGO_BIN_EXE_enhance")).arg("--help").output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_enhance"))
+        .arg("--help")
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 0);
     let h = String::from_utf8_lossy(&o.stdout);
-    for w in ["Examples:", "Exit codes:", "--steps", "--seed", "--no-corrector", "--mix-mono", "--keep-16k", "--ort-lib"] {
+    for w in [
+        "Examples:",
+        "Exit codes:",
+        "--steps",
+        "--seed",
+        "--no-corrector",
+        "--mix-mono",
+        "--keep-16k",
+        "--ort-lib",
+    ] {
         assert!(h.contains(w), "--help lacks {w}");
     }
 }

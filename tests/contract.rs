@@ -26,7 +26,12 @@ fn constants_match_python() {
     assert_eq!(c["window"].as_str().unwrap(), C::WINDOW);
     assert_eq!(c["noise_rng"].as_str().unwrap(), C::NOISE_RNG);
     assert_eq!(c["contract_version"].as_str().unwrap(), C::CONTRACT_VERSION);
-    let keys: Vec<&str> = c["meta_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+    let keys: Vec<&str> = c["meta_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
     assert_eq!(keys, C::META_KEYS);
 }
 
@@ -40,7 +45,12 @@ fn window_matches_torch() {
 fn stft_matches_torch() {
     let fx = fixtures();
     let x = f32s(&fx["signal"]);
-    let shape: Vec<usize> = fx["stft_shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let shape: Vec<usize> = fx["stft_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
     let (nf, nt) = (shape[0], shape[1]);
     let re = f32s(&fx["stft_re"]);
     let im = f32s(&fx["stft_im"]);
@@ -51,7 +61,9 @@ fn stft_matches_torch() {
     let mut err = 0.0f32;
     for (t, fr) in frames.iter().enumerate() {
         for f in 0..nf {
-            err = err.max((fr[f].re - re[f * nt + t]).abs()).max((fr[f].im - im[f * nt + t]).abs());
+            err = err
+                .max((fr[f].re - re[f * nt + t]).abs())
+                .max((fr[f].im - im[f * nt + t]).abs());
         }
     }
     // Tolerance: 1e-5 relative to the signal's peak (measured: 3.8e-6 abs at peak 0.49, with
@@ -111,7 +123,12 @@ fn timesteps_match_numpy() {
 fn sampler_matches_python_reference() {
     let fx = fixtures();
     let s = &fx["sampler"];
-    let shape: Vec<usize> = s["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let shape: Vec<usize> = s["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
     let nt = shape[2];
     let x = f32s(&fx["signal"]);
     let frames = stft::stft(&x);
@@ -125,7 +142,11 @@ fn sampler_matches_python_reference() {
     for (steps, run) in s["runs"].as_object().unwrap() {
         let want = f32s(&run["x0"]);
         for fpc in [1usize, 5, 64] {
-            let cfg = SamplerConfig { steps: steps.parse().unwrap(), seed: s["seed"].as_u64().unwrap(), ..Default::default() };
+            let cfg = SamplerConfig {
+                steps: steps.parse().unwrap(),
+                seed: s["seed"].as_u64().unwrap(),
+                ..Default::default()
+            };
             let mut sampler = FrameSampler::new(model.take().unwrap(), cfg, 1, fpc);
             let mut out = Vec::new();
             for chunk in y.chunks(3 * C::FRAME_LEN) {

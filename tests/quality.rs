@@ -34,7 +34,11 @@ fn speech() -> Vec<f32> {
     let wav = dir.path().join("speech.wav");
     let text = "Thunder removes noise from speech while you talk. The quick brown fox jumps over the lazy \
                 dog, and seven bright stars shine over the quiet harbour tonight.";
-    let st = Command::new("espeak-ng").args(["-v", "en-us", "-s", "150", "-w"]).arg(&wav).arg(text).status();
+    let st = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status();
     match st {
         Ok(s) if s.success() => {}
         other => panic!("espeak-ng is needed to synthesise test speech (apt-get install espeak-ng): {other:?}"),
@@ -93,8 +97,21 @@ fn si_sdr_improves_with_the_real_model() {
     let noisy: Vec<f32> = clean.iter().zip(&nz).map(|(c, n)| c + g * n).collect();
     let base = si_sdr(&noisy, &clean);
     for steps in [0usize, 1] {
-        let cfg = EnhancerConfig { steps, seed: 0, frames_per_call: 64, ..Default::default() };
-        let mut e = Enhancer::from_path(&model, &ModelOptions { threads: 1, ..Default::default() }, cfg).unwrap();
+        let cfg = EnhancerConfig {
+            steps,
+            seed: 0,
+            frames_per_call: 64,
+            ..Default::default()
+        };
+        let mut e = Enhancer::from_path(
+            &model,
+            &ModelOptions {
+                threads: 1,
+                ..Default::default()
+            },
+            cfg,
+        )
+        .unwrap();
         let mut out = Vec::new();
         for c in noisy.chunks(4096) {
             e.process(c, &mut out).unwrap();
@@ -102,7 +119,10 @@ fn si_sdr_improves_with_the_real_model() {
         e.flush(&mut out).unwrap();
         assert_eq!(out.len(), noisy.len());
         let got = si_sdr(&out, &clean);
-        eprintln!("steps {steps}: SI-SDR noisy {base:.2} dB -> enhanced {got:.2} dB ({:+.2} dB)", got - base);
+        eprintln!(
+            "steps {steps}: SI-SDR noisy {base:.2} dB -> enhanced {got:.2} dB ({:+.2} dB)",
+            got - base
+        );
         assert!(
             got - base >= MARGIN_DB,
             "steps {steps}: SI-SDR improved by only {:.2} dB (noisy {base:.2} dB, enhanced {got:.2} dB); need >= {MARGIN_DB} dB",

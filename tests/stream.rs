@@ -8,7 +8,17 @@ use common::*;
 use thunder::{Enhancer, EnhancerConfig};
 
 fn enhancer(steps: usize, seed: u64, channels: usize, fpc: usize) -> Enhancer {
-    Enhancer::new(load_tiny(), EnhancerConfig { steps, corrector: true, seed, channels, frames_per_call: fpc }).unwrap()
+    Enhancer::new(
+        load_tiny(),
+        EnhancerConfig {
+            steps,
+            corrector: true,
+            seed,
+            channels,
+            frames_per_call: fpc,
+        },
+    )
+    .unwrap()
 }
 
 fn run(e: &mut Enhancer, x: &[f32], chunks: &[usize]) -> Vec<f32> {
@@ -33,7 +43,8 @@ fn speechlike(n: usize, seed: u32) -> Vec<f32> {
             s ^= s >> 17;
             s ^= s << 5;
             let t = i as f32 / 16000.0;
-            0.3 * (2.0 * std::f32::consts::PI * (150.0 + 80.0 * (3.0 * t).sin()) * t).sin() * (0.5 + 0.5 * (7.0 * t).sin())
+            0.3 * (2.0 * std::f32::consts::PI * (150.0 + 80.0 * (3.0 * t).sin()) * t).sin()
+                * (0.5 + 0.5 * (7.0 * t).sin())
                 + 0.03 * (s as f32 / u32::MAX as f32 - 0.5)
         })
         .collect()
@@ -52,7 +63,10 @@ fn waveform_matches_python_reference() {
             let got = run(&mut e, &x, &chunks);
             assert_eq!(got.len(), x.len());
             let err = max_abs_diff(&got, &want);
-            assert!(err <= 1e-4, "steps {steps}, {fpc} frames/call, chunks {chunks:?}: max error {err}");
+            assert!(
+                err <= 1e-4,
+                "steps {steps}, {fpc} frames/call, chunks {chunks:?}: max error {err}"
+            );
         }
     }
 }
@@ -93,7 +107,11 @@ fn latency_is_as_declared() {
         for (i, hop) in x.chunks(128).enumerate() {
             e.process(hop, &mut out).unwrap();
             let pushed = 128 * (i + 1);
-            assert_eq!(out.len(), pushed.saturating_sub(e.latency_samples()), "after {pushed} samples");
+            assert_eq!(
+                out.len(),
+                pushed.saturating_sub(e.latency_samples()),
+                "after {pushed} samples"
+            );
         }
         e.flush(&mut out).unwrap();
         assert_eq!(out.len(), x.len());

@@ -32,7 +32,17 @@ fn seeds() -> Vec<Vec<u8>> {
     {
         let p = d.path().join(format!("{i}.wav"));
         let x: Vec<f32> = (0..60 * ch as usize).map(|k| ((k as f32) * 0.1).sin() * 0.5).collect();
-        write_all(&p, WavFormat { channels: ch, sample_rate: 16000, bits, format }, &x).unwrap();
+        write_all(
+            &p,
+            WavFormat {
+                channels: ch,
+                sample_rate: 16000,
+                bits,
+                format,
+            },
+            &x,
+        )
+        .unwrap();
         v.push(std::fs::read(&p).unwrap());
     }
     // A WAVE_FORMAT_EXTENSIBLE header (hound writes one for 24-bit / >2 channels); plus an
@@ -92,7 +102,10 @@ fn mutated_wavs_never_panic() {
         decode_bytes(s).expect("seed decodes");
     }
     let mut r = Rng(0x1234_5678_9abc_def1);
-    let iterations = std::env::var("THUNDER_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let iterations = std::env::var("THUNDER_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let mut ok = 0;
     for i in 0..iterations {
         let base = &seeds[i % seeds.len()];

@@ -40,7 +40,9 @@ impl StreamResampler {
     /// A resampler from `from` Hz to `to` Hz for `channels` interleaved channels.
     pub fn new(from: u32, to: u32, channels: usize) -> Result<Self> {
         if from == 0 || to == 0 || channels == 0 {
-            return Err(Error::Config(format!("cannot resample {from} Hz -> {to} Hz with {channels} channels")));
+            return Err(Error::Config(format!(
+                "cannot resample {from} Hz -> {to} Hz with {channels} channels"
+            )));
         }
         let g = gcd(from as u64, to as u64);
         let err = |e: rubato::ResamplerConstructionError| Error::Config(format!("resampler {from} -> {to} Hz: {e}"));
@@ -55,13 +57,30 @@ impl StreamResampler {
                 window: WindowFunction::BlackmanHarris2,
             };
             Box::new(
-                Async::<f32>::new_sinc(to as f64 / from as f64, 1.0, &params, CHUNK, channels, FixedAsync::Input)
-                    .map_err(err)?,
+                Async::<f32>::new_sinc(
+                    to as f64 / from as f64,
+                    1.0,
+                    &params,
+                    CHUNK,
+                    channels,
+                    FixedAsync::Input,
+                )
+                .map_err(err)?,
             )
         };
         let trim = inner.output_delay();
         let outbuf = vec![0.0; inner.output_frames_max() * channels];
-        Ok(Self { inner, channels, from, to, pending: Vec::new(), outbuf, trim, in_total: 0, out_total: 0 })
+        Ok(Self {
+            inner,
+            channels,
+            from,
+            to,
+            pending: Vec::new(),
+            outbuf,
+            trim,
+            in_total: 0,
+            out_total: 0,
+        })
     }
 
     /// Input rate (Hz).
@@ -129,7 +148,8 @@ impl StreamResampler {
     fn run(&mut self, idx: Indexing, out: &mut Vec<f32>) -> Result<usize> {
         let ch = self.channels;
         let frames_in = self.pending.len() / ch;
-        let input = InterleavedSlice::new(&self.pending[..], ch, frames_in).map_err(|e| Error::Config(e.to_string()))?;
+        let input =
+            InterleavedSlice::new(&self.pending[..], ch, frames_in).map_err(|e| Error::Config(e.to_string()))?;
         let cap = self.outbuf.len() / ch;
         let mut output =
             InterleavedSlice::new_mut(&mut self.outbuf[..], ch, cap).map_err(|e| Error::Config(e.to_string()))?;
@@ -150,7 +170,9 @@ mod tests {
     use super::*;
 
     fn tone(rate: u32, n: usize, f: f64) -> Vec<f32> {
-        (0..n).map(|i| (0.5 * (2.0 * std::f64::consts::PI * f * i as f64 / rate as f64).sin()) as f32).collect()
+        (0..n)
+            .map(|i| (0.5 * (2.0 * std::f64::consts::PI * f * i as f64 / rate as f64).sin()) as f32)
+            .collect()
     }
 
     fn resample_all(r: &mut StreamResampler, x: &[f32], chunk: usize) -> Vec<f32> {
@@ -171,7 +193,12 @@ mod tests {
             let y = resample_all(&mut down, &x, 777);
             assert_eq!(y.len() as u64, down.output_len(x.len() as u64), "{rate}");
             let z = resample_all(&mut up, &y, 500);
-            assert!(z.len() >= x.len() && z.len() <= x.len() + 2, "{rate}: {} vs {}", z.len(), x.len());
+            assert!(
+                z.len() >= x.len() && z.len() <= x.len() + 2,
+                "{rate}: {} vs {}",
+                z.len(),
+                x.len()
+            );
             // Compare away from the edges. rubato leaves a constant sub-sample delay for some
             // ratios (measured ≤ 0.5 input samples, e.g. 44.1 kHz), so check the normalised
             // correlation and the level rather than sample-wise equality.

@@ -41,7 +41,10 @@ impl WavFormat {
     /// Check that the format is one this crate reads and writes.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.channels == 0 || self.channels > MAX_CHANNELS {
-            return Err(format!("{} channels is not supported (1 to {MAX_CHANNELS})", self.channels));
+            return Err(format!(
+                "{} channels is not supported (1 to {MAX_CHANNELS})",
+                self.channels
+            ));
         }
         if !(MIN_RATE..=MAX_RATE).contains(&self.sample_rate) {
             return Err(format!(
@@ -90,9 +93,7 @@ fn is_eof(e: &hound::Error) -> bool {
 
 fn describe(e: hound::Error) -> String {
     match e {
-        e if is_eof(&e) => {
-            "not a WAV file, or its header is truncated".into()
-        }
+        e if is_eof(&e) => "not a WAV file, or its header is truncated".into(),
         hound::Error::IoError(io) => io.to_string(),
         hound::Error::FormatError(m) => format!("not a valid WAV file ({m})"),
         hound::Error::Unsupported => "unsupported WAV encoding (only PCM and IEEE float are)".into(),
@@ -120,7 +121,13 @@ impl<R: Read> WavDecoder<R> {
             SampleFormat::Int => 1.0 / (1u64 << (format.bits - 1)) as f32,
             SampleFormat::Float => 1.0,
         };
-        Ok(Self { reader, format, frames, read: 0, scale })
+        Ok(Self {
+            reader,
+            format,
+            frames,
+            read: 0,
+            scale,
+        })
     }
 
     /// The stream's format.
@@ -193,7 +200,10 @@ impl WavInput {
         }
         let f = File::open(path).map_err(|e| Error::input(path, format!("cannot open: {e}")))?;
         let dec = WavDecoder::new(BufReader::with_capacity(1 << 16, f)).map_err(|m| Error::input(path, m))?;
-        Ok(Self { dec, path: path.to_path_buf() })
+        Ok(Self {
+            dec,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The file's format.
@@ -231,7 +241,10 @@ impl WavOutput {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".tmp")
@@ -240,7 +253,13 @@ impl WavOutput {
         let (file, temp) = tmp.into_parts();
         let writer = hound::WavWriter::new(BufWriter::with_capacity(1 << 16, file), format.to_hound())
             .map_err(|e| Error::output(path, e.to_string()))?;
-        Ok(Self { writer: Some(writer), temp, path: path.to_path_buf(), format, clipped: 0 })
+        Ok(Self {
+            writer: Some(writer),
+            temp,
+            path: path.to_path_buf(),
+            format,
+            clipped: 0,
+        })
     }
 
     /// Samples that had to be clipped to the integer range so far.
@@ -277,9 +296,15 @@ impl WavOutput {
     /// Finish the file and atomically move it to its destination.
     pub fn commit(mut self) -> Result<()> {
         let w = self.writer.take().expect("writer is present until commit");
-        w.finalize().map_err(|e| Error::output(&self.path, format!("write failed: {e}")))?;
+        w.finalize()
+            .map_err(|e| Error::output(&self.path, format!("write failed: {e}")))?;
         let WavOutput { temp, path, .. } = self;
-        temp.persist(&path).map_err(|e| Error::output(&path, format!("cannot rename the finished file into place: {}", e.error)))?;
+        temp.persist(&path).map_err(|e| {
+            Error::output(
+                &path,
+                format!("cannot rename the finished file into place: {}", e.error),
+            )
+        })?;
         Ok(())
     }
 }
@@ -332,7 +357,12 @@ mod tests {
             (SampleFormat::Float, 32, 0.0),
         ] {
             for channels in [1u16, 2, 3] {
-                let f = WavFormat { channels, sample_rate: 22050, bits, format };
+                let f = WavFormat {
+                    channels,
+                    sample_rate: 22050,
+                    bits,
+                    format,
+                };
                 let p = dir.path().join(format!("t{bits}{channels}.wav"));
                 write_all(&p, f, &x).unwrap();
                 let (g, y) = read_all(&p).unwrap();
@@ -348,7 +378,12 @@ mod tests {
     fn dropped_output_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("o.wav");
-        let f = WavFormat { channels: 1, sample_rate: 16000, bits: 16, format: SampleFormat::Int };
+        let f = WavFormat {
+            channels: 1,
+            sample_rate: 16000,
+            bits: 16,
+            format: SampleFormat::Int,
+        };
         {
             let mut w = WavOutput::create(&p, f).unwrap();
             w.write(&[0.1, 0.2]).unwrap();

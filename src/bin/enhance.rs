@@ -117,7 +117,9 @@ struct Job {
 }
 
 fn is_wav(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"))
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("wav"))
 }
 
 fn plan(paths: &[PathBuf]) -> Result<Vec<Job>, Error> {
@@ -127,16 +129,25 @@ fn plan(paths: &[PathBuf]) -> Result<Vec<Job>, Error> {
         && !out.is_dir()
         && !out.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR);
     if single {
-        return Ok(vec![Job { input: inputs[0].clone(), output: out.clone() }]);
+        return Ok(vec![Job {
+            input: inputs[0].clone(),
+            output: out.clone(),
+        }]);
     }
     if out.exists() && !out.is_dir() {
-        return Err(Error::output(out, "with several inputs or a directory input, the output must be a directory"));
+        return Err(Error::output(
+            out,
+            "with several inputs or a directory input, the output must be a directory",
+        ));
     }
     let mut files = Vec::new();
     for i in inputs {
         if i.is_dir() {
             let rd = std::fs::read_dir(i).map_err(|e| Error::input(i, format!("cannot list directory: {e}")))?;
-            let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && is_wav(p)).collect();
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_wav(p))
+                .collect();
             v.sort();
             if v.is_empty() {
                 return Err(Error::input(i, "directory contains no .wav files"));
@@ -153,7 +164,10 @@ fn plan(paths: &[PathBuf]) -> Result<Vec<Job>, Error> {
         let name = f.file_name().ok_or_else(|| Error::input(&f, "has no file name"))?;
         let o = out.join(name);
         if !seen.insert(o.clone()) {
-            return Err(Error::Config(format!("two inputs would both be written to {}", o.display())));
+            return Err(Error::Config(format!(
+                "two inputs would both be written to {}",
+                o.display()
+            )));
         }
         jobs.push(Job { input: f, output: o });
     }
@@ -240,7 +254,11 @@ fn run(args: Args) -> Result<(), Fail> {
     let n_jobs = args.jobs.unwrap_or((cores / args.threads).max(1)).clamp(1, jobs.len());
 
     let show = !args.quiet && std::io::stderr().is_terminal();
-    let multi = MultiProgress::with_draw_target(if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let multi = MultiProgress::with_draw_target(if show {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
     let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<Job>>());
     let results: Mutex<Vec<(PathBuf, Result<FileReport, Error>)>> = Mutex::new(Vec::new());
     let first = Mutex::new(Some(first));
@@ -257,13 +275,18 @@ fn run(args: Args) -> Result<(), Fail> {
                         // Fail the remaining files with this error.
                         let e = e.to_string();
                         while let Some(job) = queue.lock().unwrap().pop_front() {
-                            results.lock().unwrap().push((job.input, Err(Error::Runtime(e.clone()))));
+                            results
+                                .lock()
+                                .unwrap()
+                                .push((job.input, Err(Error::Runtime(e.clone()))));
                         }
                         return;
                     }
                 };
                 loop {
-                    let Some(job) = queue.lock().unwrap().pop_front() else { break };
+                    let Some(job) = queue.lock().unwrap().pop_front() else {
+                        break;
+                    };
                     let mut bar: Option<ProgressBar> = None;
                     let name = job.input.display().to_string();
                     let mut progress = |done: u64, total: u64| {

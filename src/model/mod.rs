@@ -102,12 +102,16 @@ pub struct ModelInfo {
 }
 
 fn get<'a>(m: &'a HashMap<String, String>, key: &str) -> std::result::Result<&'a str, String> {
-    m.get(key).map(|s| s.as_str()).ok_or_else(|| format!("missing metadata key `{key}`"))
+    m.get(key)
+        .map(|s| s.as_str())
+        .ok_or_else(|| format!("missing metadata key `{key}`"))
 }
 
 fn num<T: std::str::FromStr>(m: &HashMap<String, String>, key: &str) -> std::result::Result<T, String> {
     let v = get(m, key)?;
-    v.trim().parse().map_err(|_| format!("metadata `{key}` = {v:?} is not a number"))
+    v.trim()
+        .parse()
+        .map_err(|_| format!("metadata `{key}` = {v:?} is not a number"))
 }
 
 fn expect_eq<T: PartialEq + std::fmt::Display>(key: &str, got: T, want: T) -> std::result::Result<(), String> {
@@ -122,9 +126,11 @@ impl ModelInfo {
     /// Validate a metadata map. Errors say what is wrong in words.
     pub fn from_metadata(m: &HashMap<String, String>) -> std::result::Result<Self, String> {
         if !m.keys().any(|k| k.starts_with("thunder.")) {
-            return Err("not a Thunder model: it has no `thunder.*` metadata (expected an ONNX graph exported by \
+            return Err(
+                "not a Thunder model: it has no `thunder.*` metadata (expected an ONNX graph exported by \
                         thunder_train.export)"
-                .into());
+                    .into(),
+            );
         }
         for k in C::META_KEYS {
             get(m, k)?;
@@ -136,25 +142,39 @@ impl ModelInfo {
                 C::CONTRACT_VERSION
             ));
         }
-        expect_eq("thunder.sample_rate", num::<u32>(m, "thunder.sample_rate")?, C::SAMPLE_RATE)?;
+        expect_eq(
+            "thunder.sample_rate",
+            num::<u32>(m, "thunder.sample_rate")?,
+            C::SAMPLE_RATE,
+        )?;
         expect_eq("thunder.n_fft", num::<usize>(m, "thunder.n_fft")?, C::N_FFT)?;
         expect_eq("thunder.hop", num::<usize>(m, "thunder.hop")?, C::HOP)?;
-        expect_eq("thunder.center_pad", num::<usize>(m, "thunder.center_pad")?, C::CENTER_PAD)?;
+        expect_eq(
+            "thunder.center_pad",
+            num::<usize>(m, "thunder.center_pad")?,
+            C::CENTER_PAD,
+        )?;
         expect_eq("thunder.window", get(m, "thunder.window")?, C::WINDOW)?;
         expect_eq("thunder.noise_rng", get(m, "thunder.noise_rng")?, C::NOISE_RNG)?;
         let snr: f64 = num(m, "thunder.corrector_snr")?;
         if (snr - C::CORRECTOR_SNR).abs() > 1e-9 {
-            return Err(format!("metadata `thunder.corrector_snr` is {snr}; this engine's corrector implements 0.5"));
+            return Err(format!(
+                "metadata `thunder.corrector_snr` is {snr}; this engine's corrector implements 0.5"
+            ));
         }
         let alpha: f32 = num(m, "thunder.alpha")?;
         let beta: f32 = num(m, "thunder.beta")?;
-        if !(alpha > 0.0 && alpha <= 1.0) || !(beta > 0.0 && beta.is_finite()) {
-            return Err(format!("compression α={alpha}, β={beta} out of range (0 < α ≤ 1, β > 0)"));
+        if !(alpha > 0.0 && alpha <= 1.0 && beta > 0.0 && beta.is_finite()) {
+            return Err(format!(
+                "compression α={alpha}, β={beta} out of range (0 < α ≤ 1, β > 0)"
+            ));
         }
         let t_min: f64 = num(m, "thunder.t_min")?;
         let t_max: f64 = num(m, "thunder.t_max")?;
         if !(0.0 < t_min && t_min < t_max && t_max < 1.0) {
-            return Err(format!("bridge times t_min={t_min}, t_max={t_max} must satisfy 0 < t_min < t_max < 1"));
+            return Err(format!(
+                "bridge times t_min={t_min}, t_max={t_max} must satisfy 0 < t_min < t_max < 1"
+            ));
         }
         let interp_weight: f64 = num(m, "thunder.interp_weight")?;
         if !(0.0..=1.0).contains(&interp_weight) {
@@ -189,7 +209,10 @@ fn parse_state_shapes(json: &str) -> std::result::Result<Vec<Vec<usize>>, String
     let mut shapes = Vec::with_capacity(obj.len());
     for k in 0..obj.len() {
         let name = C::state_in(k);
-        let dims = obj.get(&name).and_then(|d| d.as_array()).ok_or_else(|| bad(&format!("no list for `{name}`")))?;
+        let dims = obj
+            .get(&name)
+            .and_then(|d| d.as_array())
+            .ok_or_else(|| bad(&format!("no list for `{name}`")))?;
         if dims.first().and_then(|d| d.as_str()) != Some("B") {
             return Err(bad(&format!("`{name}` must start with the batch dimension \"B\"")));
         }
@@ -222,29 +245,46 @@ impl Model {
     /// [`Error::Model`] if the file is missing, unreadable, or not a Thunder graph.
     pub fn load(path: &Path, opts: &ModelOptions) -> Result<Self> {
         if !path.is_file() {
-            return Err(Error::model(path, "no such file (pass --model, or see models/README.md for how to get one)"));
+            return Err(Error::model(
+                path,
+                "no such file (pass --model, or see models/README.md for how to get one)",
+            ));
         }
         std::fs::File::open(path).map_err(|e| Error::model(path, format!("cannot read: {e}")))?;
         let (env, found) = runtime::environment(opts.ort_lib.as_deref())?;
         let mut builder = Session::builder(&env).map_err(|e| Error::Runtime(format!("session builder: {e}")))?;
+        let rt = |e: ort::Error<ort::session::builder::SessionBuilder>| Error::Runtime(e.to_string());
         builder = builder
             .with_optimization_level(GraphOptimizationLevel::Level3)
-            .and_then(|b| b.with_inter_threads(1))
-            .map_err(|e| Error::Runtime(e.to_string()))?;
+            .map_err(rt)?;
+        builder = builder.with_inter_threads(1).map_err(rt)?;
         if opts.threads > 0 {
-            builder = builder.with_intra_threads(opts.threads).map_err(|e| Error::Runtime(e.to_string()))?;
+            builder = builder
+                .with_intra_threads(opts.threads)
+                .map_err(|e| Error::Runtime(e.to_string()))?;
         }
         builder = with_device(builder, opts.device)?;
         let session = builder.commit_from_file(path).map_err(|e| {
-            Error::model(path, format!("ONNX Runtime cannot load it (not a valid ONNX model?): {e}"))
+            Error::model(
+                path,
+                format!("ONNX Runtime cannot load it (not a valid ONNX model?): {e}"),
+            )
         })?;
         let meta = session.metadata().map_err(|e| Error::model(path, e.to_string()))?;
         let keys = meta.custom_keys().unwrap_or_default();
-        let map: HashMap<String, String> = keys.into_iter().filter_map(|k| meta.custom(&k).map(|v| (k, v))).collect();
+        let map: HashMap<String, String> = keys
+            .into_iter()
+            .filter_map(|k| meta.custom(&k).map(|v| (k, v)))
+            .collect();
         drop(meta);
         let info = ModelInfo::from_metadata(&map).map_err(|e| Error::model(path, e))?;
         check_io(&session, &info).map_err(|e| Error::model(path, e))?;
-        Ok(Self { session, info, path: path.to_path_buf(), runtime: found })
+        Ok(Self {
+            session,
+            info,
+            path: path.to_path_buf(),
+            runtime: found,
+        })
     }
 
     /// The validated metadata.
@@ -316,7 +356,9 @@ fn check_io(session: &Session, info: &ModelInfo) -> std::result::Result<(), Stri
         }
     }
     if ins.len() != want_in.len() {
-        return Err(format!("graph has unexpected inputs {ins:?}; the contract expects {want_in:?}"));
+        return Err(format!(
+            "graph has unexpected inputs {ins:?}; the contract expects {want_in:?}"
+        ));
     }
     Ok(())
 }
@@ -335,7 +377,10 @@ impl Denoiser for Model {
             .iter()
             .map(|s| std::iter::once(batch).chain(s.iter().copied()).collect())
             .collect();
-        PassState { tensors: shapes.iter().map(|s| vec![0.0; s.iter().product()]).collect(), shapes }
+        PassState {
+            tensors: shapes.iter().map(|s| vec![0.0; s.iter().product()]).collect(),
+            shapes,
+        }
     }
 
     fn denoise(
@@ -352,12 +397,25 @@ impl Denoiser for Model {
         let n = batch * FRAME_LEN * frames;
         let ts = vec![t; batch];
         let ie = |e: ort::Error| Error::Inference(e.to_string());
-        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::with_capacity(3 + state.tensors.len());
-        inputs.push((C::INPUT_XT.into(), TensorRef::from_array_view((shape, &x_t[..n])).map_err(ie)?.into()));
-        inputs.push((C::INPUT_Y.into(), TensorRef::from_array_view((shape, &y[..n])).map_err(ie)?.into()));
-        inputs.push((C::INPUT_T.into(), TensorRef::from_array_view(([batch], &ts[..])).map_err(ie)?.into()));
+        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> =
+            Vec::with_capacity(3 + state.tensors.len());
+        inputs.push((
+            C::INPUT_XT.into(),
+            TensorRef::from_array_view((shape, &x_t[..n])).map_err(ie)?.into(),
+        ));
+        inputs.push((
+            C::INPUT_Y.into(),
+            TensorRef::from_array_view((shape, &y[..n])).map_err(ie)?.into(),
+        ));
+        inputs.push((
+            C::INPUT_T.into(),
+            TensorRef::from_array_view(([batch], &ts[..])).map_err(ie)?.into(),
+        ));
         for (k, (data, s)) in state.tensors.iter().zip(&state.shapes).enumerate() {
-            inputs.push((C::state_in(k), TensorRef::from_array_view((s.clone(), &data[..])).map_err(ie)?.into()));
+            inputs.push((
+                C::state_in(k),
+                TensorRef::from_array_view((s.clone(), &data[..])).map_err(ie)?.into(),
+            ));
         }
         let outputs = self.session.run(inputs).map_err(ie)?;
         let (oshape, x0) = outputs[C::OUTPUT_X0].try_extract_tensor::<f32>().map_err(ie)?;
@@ -367,7 +425,9 @@ impl Denoiser for Model {
         out.clear();
         out.extend_from_slice(x0);
         for (k, data) in state.tensors.iter_mut().enumerate() {
-            let (sshape, v) = outputs[C::state_out(k).as_str()].try_extract_tensor::<f32>().map_err(ie)?;
+            let (sshape, v) = outputs[C::state_out(k).as_str()]
+                .try_extract_tensor::<f32>()
+                .map_err(ie)?;
             if v.len() != data.len() {
                 return Err(Error::Inference(format!(
                     "state_out_{k} has shape {sshape:?}, expected {:?}",
@@ -402,7 +462,10 @@ mod tests {
             ("thunder.t_max", "0.999"),
             ("thunder.interp_weight", "0.8"),
             ("thunder.corrector_snr", "0.5"),
-            ("thunder.state_shapes", r#"{"state_in_0": ["B", 6, 2, 256], "state_in_1": ["B", 16, 48]}"#),
+            (
+                "thunder.state_shapes",
+                r#"{"state_in_0": ["B", 6, 2, 256], "state_in_1": ["B", 16, 48]}"#,
+            ),
             ("thunder.noise_rng", "splitmix64-boxmuller-v1"),
             ("thunder.training_data", "x"),
         ] {
@@ -426,7 +489,11 @@ mod tests {
             ("thunder.hop", Some("abc"), "not a number"),
             ("thunder.window", Some("hann-symmetric"), "thunder.window"),
             ("thunder.noise_rng", Some("pcg"), "thunder.noise_rng"),
-            ("thunder.state_shapes", Some("{\"state_in_1\": [\"B\", 2]}"), "state_shapes"),
+            (
+                "thunder.state_shapes",
+                Some("{\"state_in_1\": [\"B\", 2]}"),
+                "state_shapes",
+            ),
             ("thunder.state_shapes", Some("[1,2]"), "state_shapes"),
             ("thunder.t_min", Some("0.9999"), "t_min"),
             ("thunder.beta", None, "missing metadata key `thunder.beta`"),

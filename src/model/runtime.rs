@@ -67,7 +67,11 @@ fn in_site_packages(site: &Path) -> Option<PathBuf> {
     let mut libs: Vec<PathBuf> = std::fs::read_dir(&capi)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(lib_name())))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(lib_name()))
+        })
         .collect();
     libs.sort_by_key(|p| p.as_os_str().len());
     libs.into_iter().next()
@@ -77,10 +81,16 @@ fn in_site_packages(site: &Path) -> Option<PathBuf> {
 fn python_sites(prefix: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
     for lib in ["lib", "lib64"] {
-        let Ok(rd) = std::fs::read_dir(prefix.join(lib)) else { continue };
+        let Ok(rd) = std::fs::read_dir(prefix.join(lib)) else {
+            continue;
+        };
         let mut pys: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("python3")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("python3"))
+            })
             .collect();
         pys.sort();
         for py in pys {
@@ -95,24 +105,39 @@ fn python_sites(prefix: &Path) -> Vec<PathBuf> {
 pub fn discover(explicit: Option<&Path>) -> Result<Found> {
     if let Some(p) = explicit {
         return if p.is_file() {
-            Ok(Found { path: p.to_path_buf(), source: "--ort-lib" })
+            Ok(Found {
+                path: p.to_path_buf(),
+                source: "--ort-lib",
+            })
         } else {
-            Err(Error::Runtime(format!("--ort-lib {}: no such file; {HINT}", p.display())))
+            Err(Error::Runtime(format!(
+                "--ort-lib {}: no such file; {HINT}",
+                p.display()
+            )))
         };
     }
     if let Some(v) = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(v);
         return if p.is_file() {
-            Ok(Found { path: p, source: "ORT_DYLIB_PATH" })
+            Ok(Found {
+                path: p,
+                source: "ORT_DYLIB_PATH",
+            })
         } else {
-            Err(Error::Runtime(format!("ORT_DYLIB_PATH={}: no such file; {HINT}", p.display())))
+            Err(Error::Runtime(format!(
+                "ORT_DYLIB_PATH={}: no such file; {HINT}",
+                p.display()
+            )))
         };
     }
     let roots = ancestors(&anchor_dirs());
     for r in &roots {
         let p = r.join(".cache").join("ort").join(lib_name());
         if p.is_file() {
-            return Ok(Found { path: p, source: "project cache" });
+            return Ok(Found {
+                path: p,
+                source: "project cache",
+            });
         }
     }
     let mut prefixes: Vec<PathBuf> = roots.iter().map(|r| r.join(".venv")).collect();
@@ -126,11 +151,16 @@ pub fn discover(explicit: Option<&Path>) -> Result<Found> {
     for prefix in prefixes {
         for site in python_sites(&prefix) {
             if let Some(p) = in_site_packages(&site) {
-                return Ok(Found { path: p, source: "python site-packages" });
+                return Ok(Found {
+                    path: p,
+                    source: "python site-packages",
+                });
             }
         }
     }
-    Err(Error::Runtime(format!("ONNX Runtime (libonnxruntime) not found; {HINT}")))
+    Err(Error::Runtime(format!(
+        "ONNX Runtime (libonnxruntime) not found; {HINT}"
+    )))
 }
 
 struct Loaded {
@@ -147,8 +177,13 @@ pub fn environment(explicit: Option<&Path>) -> Result<(ort::environment::Environ
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     let loaded = RUNTIME.get_or_init(|| {
         let found = discover(explicit).map_err(|e| e.to_string())?;
-        let builder = ort::init_from(&found.path)
-            .map_err(|e| format!("cannot load ONNX Runtime from {} ({}): {e}; {HINT}", found.path.display(), found.source))?;
+        let builder = ort::init_from(&found.path).map_err(|e| {
+            format!(
+                "cannot load ONNX Runtime from {} ({}): {e}; {HINT}",
+                found.path.display(),
+                found.source
+            )
+        })?;
         let env = builder
             .with_name("thunder")
             .with_telemetry(false)

@@ -143,7 +143,11 @@ impl<D: Denoiser> FrameSampler<D> {
             if cfg.corrector {
                 ops.push(Op::Corrector { step: i, t });
             }
-            ops.push(Op::Predictor { step: i, t, next_t: ts.get(i + 1).copied() });
+            ops.push(Op::Predictor {
+                step: i,
+                t,
+                next_t: ts.get(i + 1).copied(),
+            });
         }
         let stages = ops
             .into_iter()
@@ -225,7 +229,10 @@ impl<D: Denoiser> FrameSampler<D> {
         let fl = self.batch * FRAME_LEN;
         debug_assert_eq!(y.len() % fl, 0);
         for f in y.chunks_exact(fl) {
-            self.stages[0].queue.push(Pair { x: f.to_vec(), c: f.to_vec() });
+            self.stages[0].queue.push(Pair {
+                x: f.to_vec(),
+                c: f.to_vec(),
+            });
         }
         for s in 0..self.stages.len() {
             self.run_stage(s, false, out)?;
@@ -256,7 +263,11 @@ impl<D: Denoiser> FrameSampler<D> {
                     None => break,
                 }
             }
-            let n_zero = if queue.peek().is_none() { zeros_left.min(self.frames_per_call - chunk.len()) } else { 0 };
+            let n_zero = if queue.peek().is_none() {
+                zeros_left.min(self.frames_per_call - chunk.len())
+            } else {
+                0
+            };
             zeros_left -= n_zero;
             let frames = chunk.len() + n_zero;
             if frames == 0 {
@@ -273,7 +284,15 @@ impl<D: Denoiser> FrameSampler<D> {
                 }
             }
             let stage = &mut self.stages[s];
-            self.net.denoise(&self.xbuf, &self.cbuf, stage.t_net, self.batch, frames, &mut stage.state, &mut self.obuf)?;
+            self.net.denoise(
+                &self.xbuf,
+                &self.cbuf,
+                stage.t_net,
+                self.batch,
+                frames,
+                &mut stage.state,
+                &mut self.obuf,
+            )?;
             stage.waiting.extend(chunk);
             for t in 0..frames {
                 let stage = &mut self.stages[s];
@@ -306,9 +325,9 @@ impl<D: Denoiser> FrameSampler<D> {
                         let a = (1.0 - t) as f32;
                         let b = t as f32;
                         let sd = (t * (1.0 - t)).sqrt() as f32;
-                        for i in 0..fl {
+                        for (i, ((x, &x0), &c)) in p.x.iter_mut().zip(&x0).zip(&p.c).enumerate() {
                             let z = self.zbuf[i % FRAME_LEN];
-                            p.x[i] = 0.5 * p.x[i] + 0.5 * (a * x0[i] + b * p.c[i]) + sd * z;
+                            *x = 0.5 * *x + 0.5 * (a * x0 + b * c) + sd * z;
                         }
                         self.stages[s + 1].queue.push(p);
                     }
@@ -319,9 +338,9 @@ impl<D: Denoiser> FrameSampler<D> {
                             noise::frame_noise(self.cfg.seed, 2 * step as u64 + 1, frame, &mut self.zbuf);
                             let k = (dt / t) as f32;
                             let sd = dt.sqrt() as f32;
-                            for i in 0..fl {
+                            for (i, (x, &x0)) in p.x.iter_mut().zip(&x0).enumerate() {
                                 let z = self.zbuf[i % FRAME_LEN];
-                                p.x[i] = p.x[i] - k * (p.x[i] - x0[i]) + sd * z;
+                                *x = *x - k * (*x - x0) + sd * z;
                             }
                             self.stages[s + 1].queue.push(p);
                         }
@@ -348,7 +367,9 @@ mod tests {
             self.la
         }
         fn new_state(&self, batch: usize) -> Self::State {
-            (0..self.la).map(|_| (vec![0.0; batch * FRAME_LEN], vec![0.0; batch * FRAME_LEN])).collect()
+            (0..self.la)
+                .map(|_| (vec![0.0; batch * FRAME_LEN], vec![0.0; batch * FRAME_LEN]))
+                .collect()
         }
         fn denoise(
             &mut self,
@@ -363,7 +384,10 @@ mod tests {
             let fl = batch * FRAME_LEN;
             out.resize(fl * frames, 0.0);
             for t in 0..frames {
-                state.push_back(((0..fl).map(|i| x_t[i * frames + t]).collect(), (0..fl).map(|i| y[i * frames + t]).collect()));
+                state.push_back((
+                    (0..fl).map(|i| x_t[i * frames + t]).collect(),
+                    (0..fl).map(|i| y[i * frames + t]).collect(),
+                ));
                 let (x, c) = state.pop_front().unwrap();
                 for i in 0..fl {
                     out[i * frames + t] = 0.5 * x[i] + 0.25 * c[i];
@@ -378,7 +402,10 @@ mod tests {
     }
 
     fn run(la: usize, steps: usize, fpc: usize, chunk: usize) -> Vec<f32> {
-        let cfg = SamplerConfig { steps, ..Default::default() };
+        let cfg = SamplerConfig {
+            steps,
+            ..Default::default()
+        };
         let mut s = FrameSampler::new(Delay { la }, cfg, 1, fpc);
         let y = frames(9);
         let mut out = Vec::new();
@@ -413,7 +440,11 @@ mod tests {
             for (la, fpc, chunk) in [(1, 1, 1), (2, 4, 3), (3, 16, 9), (1, 2, 5)] {
                 let got = run(la, steps, fpc, chunk);
                 assert_eq!(got.len(), reference.len(), "steps {steps} la {la}");
-                let err = got.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                let err = got
+                    .iter()
+                    .zip(&reference)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
                 assert!(err < 1e-6, "steps {steps} la {la} fpc {fpc}: {err}");
             }
         }

@@ -70,11 +70,18 @@ impl Stft {
         self.pending.extend_from_slice(samples);
         let mut pos = 0;
         while self.pending.len() - pos >= N_FFT {
-            for ((f, &x), &w) in self.frame.iter_mut().zip(&self.pending[pos..pos + N_FFT]).zip(&self.window) {
+            for ((f, &x), &w) in self
+                .frame
+                .iter_mut()
+                .zip(&self.pending[pos..pos + N_FFT])
+                .zip(&self.window)
+            {
                 *f = x * w;
             }
             // Lengths are fixed by construction, so the FFT cannot fail.
-            let _ = self.fft.process_with_scratch(&mut self.frame, &mut self.spec, &mut self.scratch);
+            let _ = self
+                .fft
+                .process_with_scratch(&mut self.frame, &mut self.spec, &mut self.scratch);
             on_frame(&self.spec);
             pos += HOP;
         }
@@ -150,7 +157,9 @@ impl Istft {
         // irfft ignores the imaginary parts of DC and Nyquist (as torch does).
         self.spec[0].im = 0.0;
         self.spec[N_BINS - 1].im = 0.0;
-        let _ = self.ifft.process_with_scratch(&mut self.spec, &mut self.frame, &mut self.scratch);
+        let _ = self
+            .ifft
+            .process_with_scratch(&mut self.spec, &mut self.frame, &mut self.scratch);
         let norm = 1.0 / N_FFT as f32;
         for i in 0..N_FFT {
             self.ola[i] += self.frame[i] * norm * self.window[i];
@@ -198,7 +207,11 @@ pub fn compress(spec: &[Complex32], alpha: f32, beta: f32, out: &mut [f32]) {
     let (re, im) = out.split_at_mut(N_BINS);
     for (k, c) in spec.iter().enumerate().take(N_BINS) {
         let mag = c.re.hypot(c.im);
-        let s = if mag > 0.0 { beta * mag.max(1e-30).powf(alpha - 1.0) } else { 0.0 };
+        let s = if mag > 0.0 {
+            beta * mag.max(1e-30).powf(alpha - 1.0)
+        } else {
+            0.0
+        };
         re[k] = c.re * s;
         im[k] = c.im * s;
     }
@@ -246,7 +259,9 @@ mod tests {
     use super::*;
 
     fn signal(n: usize) -> Vec<f32> {
-        (0..n).map(|i| ((i as f32) * 0.031).sin() * 0.4 + ((i * 7919 % 101) as f32 / 101.0 - 0.5) * 0.1).collect()
+        (0..n)
+            .map(|i| ((i as f32) * 0.031).sin() * 0.4 + ((i * 7919 % 101) as f32 / 101.0 - 0.5) * 0.1)
+            .collect()
     }
 
     #[test]
@@ -293,8 +308,9 @@ mod tests {
 
     #[test]
     fn compress_round_trip() {
-        let spec: Vec<Complex32> =
-            (0..N_BINS).map(|k| Complex32::new((k as f32 * 0.3).sin() * 3.0, (k as f32 * 0.7).cos())).collect();
+        let spec: Vec<Complex32> = (0..N_BINS)
+            .map(|k| Complex32::new((k as f32 * 0.3).sin() * 3.0, (k as f32 * 0.7).cos()))
+            .collect();
         let mut m = vec![0.0; 2 * N_BINS];
         compress(&spec, 0.5, 0.15, &mut m);
         let mut back = vec![Complex32::default(); N_BINS];

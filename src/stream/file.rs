@@ -33,7 +33,10 @@ pub struct FileOptions {
 impl Default for FileOptions {
     fn default() -> Self {
         Self {
-            enhancer: EnhancerConfig { frames_per_call: 64, ..Default::default() },
+            enhancer: EnhancerConfig {
+                frames_per_call: 64,
+                ..Default::default()
+            },
             mix_mono: false,
             keep_16k: false,
             format: None,
@@ -87,7 +90,9 @@ pub fn output_format(input: WavFormat, opts: &FileOptions) -> Result<WavFormat> 
     };
     match (format, bits) {
         (SampleFormat::Int, 8 | 16 | 24 | 32) | (SampleFormat::Float, 32) => Ok(f),
-        _ => Err(Error::Config(format!("output format {format:?} with {bits} bits is not supported"))),
+        _ => Err(Error::Config(format!(
+            "output format {format:?} with {bits} bits is not supported"
+        ))),
     }
 }
 
@@ -97,11 +102,20 @@ fn check_distinct(input: &Path, output: &Path) -> Result<()> {
     let b = if output.exists() {
         output.canonicalize().unwrap_or_else(|_| output.to_path_buf())
     } else {
-        let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf()).join(output.file_name().unwrap_or_default())
+        let parent = output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        parent
+            .canonicalize()
+            .unwrap_or_else(|_| parent.to_path_buf())
+            .join(output.file_name().unwrap_or_default())
     };
     if a == b {
-        return Err(Error::output(output, "is the input file; refusing to overwrite the input"));
+        return Err(Error::output(
+            output,
+            "is the input file; refusing to overwrite the input",
+        ));
     }
     if output.is_dir() {
         return Err(Error::output(output, "is a directory"));
@@ -118,7 +132,10 @@ pub struct FileEnhancer {
 impl FileEnhancer {
     /// A file enhancer around a loaded model.
     pub fn new(model: Model, opts: FileOptions) -> Self {
-        Self { model: Some(model), opts }
+        Self {
+            model: Some(model),
+            opts,
+        }
     }
 
     /// The options.
@@ -141,13 +158,25 @@ impl FileEnhancer {
         let mut writer = WavOutput::create(output, out_fmt)?;
         let ch_in = in_fmt.channels as usize;
         let ch = out_fmt.channels as usize;
-        let cfg = EnhancerConfig { channels: ch, ..self.opts.enhancer.clone() };
-        let model = self.model.take().ok_or_else(|| Error::Config("model lost after an earlier panic".into()))?;
-        let mut enh = match Enhancer::new(model, cfg) {
-            Ok(e) => e,
-            Err(e) => return Err(e),
+        let cfg = EnhancerConfig {
+            channels: ch,
+            ..self.opts.enhancer.clone()
         };
-        let result = run(&mut enh, &mut reader, &mut writer, &self.opts, in_fmt, out_fmt, frames, progress);
+        let model = self
+            .model
+            .take()
+            .ok_or_else(|| Error::Config("model lost after an earlier panic".into()))?;
+        let mut enh = Enhancer::new(model, cfg)?;
+        let result = run(
+            &mut enh,
+            &mut reader,
+            &mut writer,
+            &self.opts,
+            in_fmt,
+            out_fmt,
+            frames,
+            progress,
+        );
         let passes = enh.network_passes();
         let latency = enh.latency_samples();
         self.model = Some(enh.into_model());
@@ -164,7 +193,10 @@ impl FileEnhancer {
             ));
         }
         if writer.clipped() > 0 {
-            warnings.push(format!("{} output samples exceeded full scale and were clipped", writer.clipped()));
+            warnings.push(format!(
+                "{} output samples exceeded full scale and were clipped",
+                writer.clipped()
+            ));
         }
         writer.commit()?;
         Ok(FileReport {
@@ -201,8 +233,16 @@ fn run(
     let ch_in = in_fmt.channels as usize;
     let ch = out_fmt.channels as usize;
     let rate = in_fmt.sample_rate;
-    let mut down = if rate != SAMPLE_RATE { Some(StreamResampler::new(rate, SAMPLE_RATE, ch)?) } else { None };
-    let mut up = if rate != SAMPLE_RATE && !opts.keep_16k { Some(StreamResampler::new(SAMPLE_RATE, rate, ch)?) } else { None };
+    let mut down = if rate != SAMPLE_RATE {
+        Some(StreamResampler::new(rate, SAMPLE_RATE, ch)?)
+    } else {
+        None
+    };
+    let mut up = if rate != SAMPLE_RATE && !opts.keep_16k {
+        Some(StreamResampler::new(SAMPLE_RATE, rate, ch)?)
+    } else {
+        None
+    };
     let expected = if out_fmt.sample_rate == rate {
         frames
     } else {
@@ -210,7 +250,8 @@ fn run(
     };
     let mut written = 0u64;
     let (mut nonfinite, mut clipped) = (0u64, 0u64);
-    let (mut raw, mut mixed, mut at16, mut enhanced, mut back) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut raw, mut mixed, mut at16, mut enhanced, mut back) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let emit = |samples: &[f32], writer: &mut WavOutput, written: &mut u64| -> Result<()> {
         let n = ((samples.len() / ch) as u64).min(expected - *written) as usize;
         writer.write(&samples[..n * ch])?;
@@ -277,7 +318,9 @@ fn run(
         None => emit(&enhanced, writer, &mut written)?,
     }
     if written != expected {
-        return Err(Error::Inference(format!("internal length mismatch: wrote {written} frames, expected {expected}")));
+        return Err(Error::Inference(format!(
+            "internal length mismatch: wrote {written} frames, expected {expected}"
+        )));
     }
     Ok((nonfinite, clipped))
 }

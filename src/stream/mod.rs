@@ -36,7 +36,13 @@ pub struct EnhancerConfig {
 
 impl Default for EnhancerConfig {
     fn default() -> Self {
-        Self { steps: 1, corrector: true, seed: 0, channels: 1, frames_per_call: 1 }
+        Self {
+            steps: 1,
+            corrector: true,
+            seed: 0,
+            channels: 1,
+            frames_per_call: 1,
+        }
     }
 }
 
@@ -85,7 +91,10 @@ impl Enhancer {
             return Err(Error::Config("an enhancer needs at least one channel".into()));
         }
         if cfg.steps > 1000 {
-            return Err(Error::Config(format!("--steps {} is unreasonable (use 0 to a few)", cfg.steps)));
+            return Err(Error::Config(format!(
+                "--steps {} is unreasonable (use 0 to a few)",
+                cfg.steps
+            )));
         }
         let info = model.info().clone();
         let scfg = SamplerConfig {
@@ -175,8 +184,11 @@ impl Enhancer {
     /// `output`. NaN/Inf inputs are replaced by 0 (see [`Enhancer::nonfinite_samples`]).
     pub fn process(&mut self, input: &[f32], output: &mut Vec<f32>) -> Result<()> {
         let ch = self.cfg.channels;
-        if input.len() % ch != 0 {
-            return Err(Error::Config(format!("{} samples is not a whole number of {ch}-channel frames", input.len())));
+        if !input.len().is_multiple_of(ch) {
+            return Err(Error::Config(format!(
+                "{} samples is not a whole number of {ch}-channel frames",
+                input.len()
+            )));
         }
         for c in &mut self.chan_in {
             c.clear();
@@ -230,7 +242,8 @@ impl Enhancer {
         self.y.clear();
         for t in 0..n {
             for c in 0..ch {
-                self.y.extend_from_slice(&self.chan_frames[c][t * FRAME_LEN..(t + 1) * FRAME_LEN]);
+                self.y
+                    .extend_from_slice(&self.chan_frames[c][t * FRAME_LEN..(t + 1) * FRAME_LEN]);
             }
         }
         self.xhat.clear();
@@ -243,7 +256,12 @@ impl Enhancer {
         }
         for frame in self.xhat.chunks_exact(ch * FRAME_LEN) {
             for c in 0..ch {
-                decompress(&frame[c * FRAME_LEN..(c + 1) * FRAME_LEN], self.alpha, self.beta, &mut self.spec);
+                decompress(
+                    &frame[c * FRAME_LEN..(c + 1) * FRAME_LEN],
+                    self.alpha,
+                    self.beta,
+                    &mut self.spec,
+                );
                 self.istft[c].push(&self.spec, &mut self.chan_out[c]);
             }
         }

@@ -8,7 +8,8 @@ pub fn root() -> PathBuf {
 }
 
 pub fn fixtures() -> serde_json::Value {
-    let text = std::fs::read_to_string(root().join("tests/fixtures/contract.json")).expect("tests/fixtures/contract.json");
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/contract.json")).expect("tests/fixtures/contract.json");
     serde_json::from_str(&text).unwrap()
 }
 
@@ -17,7 +18,11 @@ pub fn tiny_model() -> PathBuf {
 }
 
 pub fn f32s(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 pub fn f64s(v: &serde_json::Value) -> Vec<f64> {
@@ -30,6 +35,12 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 pub fn load_tiny() -> thunder::model::Model {
-    thunder::model::Model::load(&tiny_model(), &thunder::model::ModelOptions { threads: 1, ..Default::default() })
-        .expect("load tiny-thunder-la1.onnx (is ONNX Runtime provisioned? run `bash scripts/setup.sh`)")
+    thunder::model::Model::load(
+        &tiny_model(),
+        &thunder::model::ModelOptions {
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .expect("load tiny-thunder-la1.onnx (is ONNX Runtime provisioned? run `bash scripts/setup.sh`)")
 }
