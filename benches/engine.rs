@@ -82,7 +82,7 @@ fn network_pass(c: &mut Criterion) {
     let x: Vec<f32> = (0..FRAME_LEN).map(|i| (i as f32 * 0.01).sin() * 0.1).collect();
     let mut out = Vec::new();
     c.bench_function(&format!("network pass per hop (1 frame, {name})"), |b| {
-        b.iter(|| m.denoise(&x, &x, 0.5, 1, 1, &mut st, &mut out).unwrap())
+        b.iter(|| m.denoise(&x, &x, &[0.5], 1, &mut [&mut st], &mut out).unwrap())
     });
 }
 
@@ -95,10 +95,15 @@ fn pipeline(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(8))
         .warm_up_time(Duration::from_secs(1));
     for steps in [0usize, 1, 3] {
-        for fpc in [1usize, 64] {
+        // (frames per call, pipelined): live hop-by-hop, live pipelined, file mode.
+        for (fpc, pipelined) in [(1usize, false), (1, true), (64, false)] {
+            if steps == 0 && pipelined {
+                continue; // one pass: nothing to pipeline
+            }
             let cfg = EnhancerConfig {
                 steps,
                 frames_per_call: fpc,
+                pipelined,
                 ..Default::default()
             };
             let mut e = Enhancer::new(model.take().unwrap(), cfg).unwrap();
@@ -114,12 +119,20 @@ fn pipeline(c: &mut Criterion) {
             let t = Instant::now();
             run(&mut e, &mut out);
             let rtf = t.elapsed().as_secs_f64() / seconds as f64;
+            let mode = if pipelined {
+                "live pipelined"
+            } else if fpc == 1 {
+                "live"
+            } else {
+                "file"
+            };
             eprintln!(
-                "pipeline steps {steps} ({} passes), {} frame(s)/call: RTF {rtf:.4} (single run, 1 thread)",
+                "pipeline steps {steps} ({} passes), {mode} ({fpc} frame(s)/call): RTF {rtf:.4} \
+                 (single run, 1 thread, latency {} samples)",
                 e.network_passes(),
-                fpc
+                e.latency_samples()
             );
-            g.bench_function(format!("steps {steps}, {fpc} frames/call, {seconds} s audio"), |b| {
+            g.bench_function(format!("steps {steps}, {mode}, {seconds} s audio"), |b| {
                 b.iter(|| run(&mut e, &mut out))
             });
             model = Some(e.into_model());

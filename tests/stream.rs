@@ -8,6 +8,10 @@ use common::*;
 use thunder::{Enhancer, EnhancerConfig};
 
 fn enhancer(steps: usize, seed: u64, channels: usize, fpc: usize) -> Enhancer {
+    enhancer_p(steps, seed, channels, fpc, false)
+}
+
+fn enhancer_p(steps: usize, seed: u64, channels: usize, fpc: usize, pipelined: bool) -> Enhancer {
     Enhancer::new(
         load_tiny(),
         EnhancerConfig {
@@ -16,6 +20,7 @@ fn enhancer(steps: usize, seed: u64, channels: usize, fpc: usize) -> Enhancer {
             seed,
             channels,
             frames_per_call: fpc,
+            pipelined,
         },
     )
     .unwrap()
@@ -161,4 +166,35 @@ fn tiny_inputs_and_non_finite_samples() {
     let out = run(&mut e, &x, &[256]);
     assert!(out.iter().all(|v| v.is_finite()));
     assert_eq!(e.nonfinite_samples(), 3);
+}
+
+/// The pipelined schedule (all passes in one batched call per hop) gives the same waveform as
+/// the Python reference, with (passes − 1) hops more latency.
+#[test]
+fn pipelined_live_mode_matches_reference() {
+    let fx = fixtures();
+    let x = f32s(&fx["signal"]);
+    for (steps, r) in fx["sampler"]["runs"].as_object().unwrap() {
+        let steps: usize = steps.parse().unwrap();
+        let want = f32s(&r["wave"]);
+        for ch in [1usize, 2] {
+            let mut e = enhancer_p(steps, 42, ch, 1, true);
+            let input: Vec<f32> = x.iter().flat_map(|v| std::iter::repeat_n(*v, ch)).collect();
+            let got = run(&mut e, &input, &[128 * ch]);
+            let mono: Vec<f32> = got.iter().step_by(ch).copied().collect();
+            let err = max_abs_diff(&mono, &want);
+            assert!(err <= 1e-4, "steps {steps}, {ch} ch pipelined: max error {err}");
+        }
+    }
+    let x = speechlike(128 * 30, 11);
+    let mut e = enhancer_p(1, 0, 1, 1, true);
+    assert_eq!(e.latency_samples(), 383 + 128 * (3 + 2));
+    let mut out = Vec::new();
+    for (i, hop) in x.chunks(128).enumerate() {
+        e.process(hop, &mut out).unwrap();
+        assert_eq!(out.len(), (128 * (i + 1)).saturating_sub(e.latency_samples()));
+    }
+    e.flush(&mut out).unwrap();
+    let plain = run(&mut enhancer(1, 0, 1, 1), &x, &[128]);
+    assert!(max_abs_diff(&out, &plain) <= 1e-5);
 }

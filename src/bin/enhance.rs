@@ -231,6 +231,7 @@ fn run(args: Args) -> Result<(), Fail> {
             seed: args.seed,
             channels: 1,
             frames_per_call: args.frames_per_call,
+            pipelined: false,
         },
         mix_mono: args.mix_mono,
         keep_16k: args.keep_16k,

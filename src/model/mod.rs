@@ -229,6 +229,8 @@ fn parse_state_shapes(json: &str) -> std::result::Result<Vec<Vec<usize>>, String
 /// A loaded Thunder model: one ONNX Runtime session plus its validated metadata.
 pub struct Model {
     session: Session,
+    state_in: Vec<String>,
+    state_out: Vec<String>,
     info: ModelInfo,
     path: PathBuf,
     runtime: runtime::Found,
@@ -237,7 +239,7 @@ pub struct Model {
 /// The temporal state of one network pass: one tensor per `state_in_k`, batch-first.
 pub struct PassState {
     tensors: Vec<Vec<f32>>,
-    shapes: Vec<Vec<usize>>,
+    batch: usize,
 }
 
 impl Model {
@@ -279,8 +281,11 @@ impl Model {
         drop(meta);
         let info = ModelInfo::from_metadata(&map).map_err(|e| Error::model(path, e))?;
         check_io(&session, &info).map_err(|e| Error::model(path, e))?;
+        let n = info.state_shapes.len();
         Ok(Self {
             session,
+            state_in: (0..n).map(C::state_in).collect(),
+            state_out: (0..n).map(C::state_out).collect(),
             info,
             path: path.to_path_buf(),
             runtime: found,
@@ -371,70 +376,94 @@ impl Denoiser for Model {
     }
 
     fn new_state(&self, batch: usize) -> PassState {
-        let shapes: Vec<Vec<usize>> = self
-            .info
-            .state_shapes
-            .iter()
-            .map(|s| std::iter::once(batch).chain(s.iter().copied()).collect())
-            .collect();
+        let per: Vec<usize> = self.info.state_shapes.iter().map(|s| s.iter().product()).collect();
         PassState {
-            tensors: shapes.iter().map(|s| vec![0.0; s.iter().product()]).collect(),
-            shapes,
+            tensors: per.iter().map(|n| vec![0.0; batch * n]).collect(),
+            batch,
         }
+    }
+
+    fn state_batch(&self, state: &PassState) -> usize {
+        state.batch
     }
 
     fn denoise(
         &mut self,
         x_t: &[f32],
         y: &[f32],
-        t: f32,
-        batch: usize,
+        t: &[f32],
         frames: usize,
-        state: &mut PassState,
+        states: &mut [&mut PassState],
         out: &mut Vec<f32>,
     ) -> Result<()> {
+        let batch = t.len();
         let shape = [batch, 2, N_BINS, frames];
         let n = batch * FRAME_LEN * frames;
-        let ts = vec![t; batch];
+        if states.iter().map(|s| s.batch).sum::<usize>() != batch || x_t.len() < n || y.len() < n {
+            return Err(Error::Inference("batch/state mismatch".into()));
+        }
         let ie = |e: ort::Error| Error::Inference(e.to_string());
-        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> =
-            Vec::with_capacity(3 + state.tensors.len());
-        inputs.push((
-            C::INPUT_XT.into(),
-            TensorRef::from_array_view((shape, &x_t[..n])).map_err(ie)?.into(),
-        ));
-        inputs.push((
-            C::INPUT_Y.into(),
-            TensorRef::from_array_view((shape, &y[..n])).map_err(ie)?.into(),
-        ));
-        inputs.push((
-            C::INPUT_T.into(),
-            TensorRef::from_array_view(([batch], &ts[..])).map_err(ie)?.into(),
-        ));
-        for (k, (data, s)) in state.tensors.iter().zip(&state.shapes).enumerate() {
+        // One state set: feed it directly; several (pipelined passes): concatenate along batch.
+        let joined: Vec<Vec<f32>> = if states.len() == 1 {
+            Vec::new()
+        } else {
+            (0..self.info.state_shapes.len())
+                .map(|k| states.iter().flat_map(|s| s.tensors[k].iter().copied()).collect())
+                .collect()
+        };
+        {
+            let mut inputs: Vec<(&str, ort::session::SessionInputValue<'_>)> =
+                Vec::with_capacity(3 + self.info.state_shapes.len());
             inputs.push((
-                C::state_in(k),
-                TensorRef::from_array_view((s.clone(), &data[..])).map_err(ie)?.into(),
+                C::INPUT_XT,
+                TensorRef::from_array_view((shape, &x_t[..n])).map_err(ie)?.into(),
             ));
-        }
-        let outputs = self.session.run(inputs).map_err(ie)?;
-        let (oshape, x0) = outputs[C::OUTPUT_X0].try_extract_tensor::<f32>().map_err(ie)?;
-        if x0.len() != n {
-            return Err(Error::Inference(format!("x0 has shape {oshape:?}, expected {shape:?}")));
-        }
-        out.clear();
-        out.extend_from_slice(x0);
-        for (k, data) in state.tensors.iter_mut().enumerate() {
-            let (sshape, v) = outputs[C::state_out(k).as_str()]
-                .try_extract_tensor::<f32>()
-                .map_err(ie)?;
-            if v.len() != data.len() {
-                return Err(Error::Inference(format!(
-                    "state_out_{k} has shape {sshape:?}, expected {:?}",
-                    state.shapes[k]
-                )));
+            inputs.push((
+                C::INPUT_Y,
+                TensorRef::from_array_view((shape, &y[..n])).map_err(ie)?.into(),
+            ));
+            inputs.push((C::INPUT_T, TensorRef::from_array_view(([batch], t)).map_err(ie)?.into()));
+            for (k, s) in self.info.state_shapes.iter().enumerate() {
+                let dims: Vec<usize> = std::iter::once(batch).chain(s.iter().copied()).collect();
+                let data: &[f32] = if states.len() == 1 {
+                    &states[0].tensors[k]
+                } else {
+                    &joined[k]
+                };
+                inputs.push((
+                    &self.state_in[k],
+                    TensorRef::from_array_view((dims, data)).map_err(ie)?.into(),
+                ));
             }
-            data.copy_from_slice(v);
+            let outputs = self.session.run(inputs).map_err(ie)?;
+            let (oshape, x0) = outputs[C::OUTPUT_X0].try_extract_tensor::<f32>().map_err(ie)?;
+            if x0.len() != n {
+                return Err(Error::Inference(format!("x0 has shape {oshape:?}, expected {shape:?}")));
+            }
+            out.clear();
+            out.extend_from_slice(x0);
+            for k in 0..self.info.state_shapes.len() {
+                let (sshape, v) = outputs[self.state_out[k].as_str()]
+                    .try_extract_tensor::<f32>()
+                    .map_err(ie)?;
+                let mut at = 0;
+                for s in states.iter_mut() {
+                    let dst = &mut s.tensors[k];
+                    let len = dst.len();
+                    if v.len() < at + len {
+                        return Err(Error::Inference(format!(
+                            "state_out_{k} has unexpected shape {sshape:?}"
+                        )));
+                    }
+                    dst.copy_from_slice(&v[at..at + len]);
+                    at += len;
+                }
+                if at != v.len() {
+                    return Err(Error::Inference(format!(
+                        "state_out_{k} has unexpected shape {sshape:?}"
+                    )));
+                }
+            }
         }
         Ok(())
     }

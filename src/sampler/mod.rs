@@ -26,17 +26,19 @@ pub trait Denoiser {
     fn lookahead(&self) -> usize;
     /// Zero state for a stream of `batch` parallel signals.
     fn new_state(&self, batch: usize) -> Self::State;
-    /// Run one call: `x_t`, `y` are `[batch, 2, N_BINS, frames]`; `out` is resized to the same
-    /// shape and receives x̂0; `state` is advanced.
-    #[allow(clippy::too_many_arguments)]
+    /// Batch size a state was created for.
+    fn state_batch(&self, state: &Self::State) -> usize;
+    /// Run one call: `x_t`, `y` are `[batch, 2, N_BINS, frames]` with `batch = t.len()`; `t` is
+    /// the bridge time per batch element. The batch is split among `states` in order (each
+    /// covers [`Denoiser::state_batch`] elements), so one call can advance several passes.
+    /// `out` is resized to the input shape and receives x̂0; the states are advanced.
     fn denoise(
         &mut self,
         x_t: &[f32],
         y: &[f32],
-        t: f32,
-        batch: usize,
+        t: &[f32],
         frames: usize,
-        state: &mut Self::State,
+        states: &mut [&mut Self::State],
         out: &mut Vec<f32>,
     ) -> Result<()>;
 }
@@ -126,6 +128,7 @@ pub struct FrameSampler<D: Denoiser> {
     cfg: SamplerConfig,
     batch: usize,
     frames_per_call: usize,
+    pipelined: bool,
     stages: Vec<Stage<D::State>>,
     xbuf: Vec<f32>,
     cbuf: Vec<f32>,
@@ -169,6 +172,7 @@ impl<D: Denoiser> FrameSampler<D> {
             cfg,
             batch: batch.max(1),
             frames_per_call: frames_per_call.max(1),
+            pipelined: false,
             stages,
             xbuf: Vec::new(),
             cbuf: Vec::new(),
@@ -204,7 +208,23 @@ impl<D: Denoiser> FrameSampler<D> {
 
     /// Delay from a frame entering to its result leaving, in frames: passes × look-ahead.
     pub fn delay_frames(&self) -> usize {
-        self.stages.len() * self.net.lookahead()
+        let p = self.stages.len();
+        p * self.net.lookahead() + if self.pipelined { p - 1 } else { 0 }
+    }
+
+    /// Pipelined schedule: instead of running the passes one after another for each new frame
+    /// (one network call per pass), advance every pass by one frame in a single batched call.
+    /// Results are the same; each pass after the first adds one frame (one hop) of latency, and
+    /// live (hop-by-hop) throughput improves by up to the number of passes, because the per-call
+    /// overhead of ONNX Runtime dominates single-frame calls. `frames_per_call` is ignored
+    /// (each tick is one frame per pass) except at [`FrameSampler::flush`].
+    pub fn set_pipelined(&mut self, on: bool) {
+        self.pipelined = on;
+    }
+
+    /// Whether the pipelined schedule is on.
+    pub fn pipelined(&self) -> bool {
+        self.pipelined
     }
 
     /// Change the maximum frames per network call (results are unaffected).
@@ -234,8 +254,14 @@ impl<D: Denoiser> FrameSampler<D> {
                 c: f.to_vec(),
             });
         }
-        for s in 0..self.stages.len() {
-            self.run_stage(s, false, out)?;
+        if self.pipelined {
+            for _ in 0..y.len() / fl {
+                self.tick(out)?;
+            }
+        } else {
+            for s in 0..self.stages.len() {
+                self.run_stage(s, false, out)?;
+            }
         }
         Ok(())
     }
@@ -284,71 +310,122 @@ impl<D: Denoiser> FrameSampler<D> {
                 }
             }
             let stage = &mut self.stages[s];
+            let ts = vec![stage.t_net; self.batch];
             self.net.denoise(
                 &self.xbuf,
                 &self.cbuf,
-                stage.t_net,
-                self.batch,
+                &ts,
                 frames,
-                &mut stage.state,
+                &mut [&mut stage.state],
                 &mut self.obuf,
             )?;
             stage.waiting.extend(chunk);
+            let obuf = std::mem::take(&mut self.obuf);
+            let mut x0 = vec![0.0; fl];
             for t in 0..frames {
-                let stage = &mut self.stages[s];
-                stage.received += 1;
-                if stage.received <= la as u64 {
-                    continue; // belongs to a frame before the stream start
+                for (i, v) in x0.iter_mut().enumerate() {
+                    *v = obuf[i * frames + t];
                 }
-                let Some(mut p) = stage.waiting.pop_front() else {
-                    continue; // output of padding beyond the stream end
-                };
-                let frame = stage.next_frame;
-                stage.next_frame += 1;
-                let x0: Vec<f32> = (0..fl).map(|i| self.obuf[i * frames + t]).collect();
-                match stage.op {
-                    Op::Regression => {
-                        if self.cfg.steps == 0 {
-                            out.extend_from_slice(&x0);
-                        } else {
-                            let w = self.cfg.interp_weight as f32;
-                            let v = (1.0 - self.cfg.interp_weight) as f32;
-                            for (c, &x) in p.c.iter_mut().zip(&x0) {
-                                *c = w * x + v * *c;
-                            }
-                            p.x.copy_from_slice(&p.c);
-                            self.stages[s + 1].queue.push(p);
-                        }
-                    }
-                    Op::Corrector { step, t } => {
-                        noise::frame_noise(self.cfg.seed, 2 * step as u64, frame, &mut self.zbuf);
-                        let a = (1.0 - t) as f32;
-                        let b = t as f32;
-                        let sd = (t * (1.0 - t)).sqrt() as f32;
-                        for (i, ((x, &x0), &c)) in p.x.iter_mut().zip(&x0).zip(&p.c).enumerate() {
-                            let z = self.zbuf[i % FRAME_LEN];
-                            *x = 0.5 * *x + 0.5 * (a * x0 + b * c) + sd * z;
-                        }
-                        self.stages[s + 1].queue.push(p);
-                    }
-                    Op::Predictor { step, t, next_t } => match next_t {
-                        None => out.extend_from_slice(&x0),
-                        Some(nt) => {
-                            let dt = t - nt;
-                            noise::frame_noise(self.cfg.seed, 2 * step as u64 + 1, frame, &mut self.zbuf);
-                            let k = (dt / t) as f32;
-                            let sd = dt.sqrt() as f32;
-                            for (i, (x, &x0)) in p.x.iter_mut().zip(&x0).enumerate() {
-                                let z = self.zbuf[i % FRAME_LEN];
-                                *x = *x - k * (*x - x0) + sd * z;
-                            }
-                            self.stages[s + 1].queue.push(p);
-                        }
-                    },
-                }
+                self.route(s, &x0, out);
             }
+            self.obuf = obuf;
         }
         Ok(())
+    }
+
+    /// One pipelined tick: every stage with a queued frame advances by one frame, all in a
+    /// single network call (the batch holds every active pass); results reach the next stage's
+    /// queue for the next tick.
+    fn tick(&mut self, out: &mut Vec<f32>) -> Result<()> {
+        let fl = self.batch * FRAME_LEN;
+        let active: Vec<usize> = (0..self.stages.len())
+            .filter(|&s| !self.stages[s].queue.is_empty())
+            .collect();
+        if active.is_empty() {
+            return Ok(());
+        }
+        self.xbuf.clear();
+        self.cbuf.clear();
+        let mut ts = Vec::with_capacity(active.len() * self.batch);
+        for &s in &active {
+            let st = &mut self.stages[s];
+            let p = st.queue.remove(0);
+            self.xbuf.extend_from_slice(&p.x);
+            self.cbuf.extend_from_slice(&p.c);
+            ts.extend(std::iter::repeat_n(st.t_net, self.batch));
+            st.waiting.push_back(p);
+        }
+        let mut states: Vec<&mut D::State> = self
+            .stages
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| active.contains(i))
+            .map(|(_, st)| &mut st.state)
+            .collect();
+        self.net
+            .denoise(&self.xbuf, &self.cbuf, &ts, 1, &mut states, &mut self.obuf)?;
+        drop(states);
+        let obuf = std::mem::take(&mut self.obuf);
+        for (k, &s) in active.iter().enumerate() {
+            self.route(s, &obuf[k * fl..(k + 1) * fl], out);
+        }
+        self.obuf = obuf;
+        Ok(())
+    }
+
+    /// Handle one network output of stage `s` (`x0`: `[batch][2][N_BINS]`).
+    fn route(&mut self, s: usize, x0: &[f32], out: &mut Vec<f32>) {
+        let la = self.net.lookahead() as u64;
+        let stage = &mut self.stages[s];
+        stage.received += 1;
+        if stage.received <= la {
+            return; // belongs to a frame before the stream start
+        }
+        let Some(mut p) = stage.waiting.pop_front() else {
+            return; // output of padding beyond the stream end
+        };
+        let frame = stage.next_frame;
+        stage.next_frame += 1;
+        match stage.op {
+            Op::Regression => {
+                if self.cfg.steps == 0 {
+                    out.extend_from_slice(x0);
+                } else {
+                    let w = self.cfg.interp_weight as f32;
+                    let v = (1.0 - self.cfg.interp_weight) as f32;
+                    for (c, &x) in p.c.iter_mut().zip(x0) {
+                        *c = w * x + v * *c;
+                    }
+                    p.x.copy_from_slice(&p.c);
+                    self.stages[s + 1].queue.push(p);
+                }
+            }
+            Op::Corrector { step, t } => {
+                noise::frame_noise(self.cfg.seed, 2 * step as u64, frame, &mut self.zbuf);
+                let a = (1.0 - t) as f32;
+                let b = t as f32;
+                let sd = (t * (1.0 - t)).sqrt() as f32;
+                for (i, ((x, &x0), &c)) in p.x.iter_mut().zip(x0).zip(&p.c).enumerate() {
+                    let z = self.zbuf[i % FRAME_LEN];
+                    *x = 0.5 * *x + 0.5 * (a * x0 + b * c) + sd * z;
+                }
+                self.stages[s + 1].queue.push(p);
+            }
+            Op::Predictor { step, t, next_t } => match next_t {
+                None => out.extend_from_slice(x0),
+                Some(nt) => {
+                    let dt = t - nt;
+                    noise::frame_noise(self.cfg.seed, 2 * step as u64 + 1, frame, &mut self.zbuf);
+                    let k = (dt / t) as f32;
+                    let sd = dt.sqrt() as f32;
+                    for (i, (x, &x0)) in p.x.iter_mut().zip(x0).enumerate() {
+                        let z = self.zbuf[i % FRAME_LEN];
+                        *x = *x - k * (*x - x0) + sd * z;
+                    }
+                    self.stages[s + 1].queue.push(p);
+                }
+            },
+        }
     }
 }
 
@@ -362,35 +439,49 @@ mod tests {
     }
 
     impl Denoiser for Delay {
-        type State = VecDeque<(Vec<f32>, Vec<f32>)>;
+        /// Per batch element: delay line of `[2][N_BINS]` (x, y) frames.
+        type State = Vec<VecDeque<(Vec<f32>, Vec<f32>)>>;
         fn lookahead(&self) -> usize {
             self.la
         }
         fn new_state(&self, batch: usize) -> Self::State {
-            (0..self.la)
-                .map(|_| (vec![0.0; batch * FRAME_LEN], vec![0.0; batch * FRAME_LEN]))
+            (0..batch)
+                .map(|_| {
+                    (0..self.la)
+                        .map(|_| (vec![0.0; FRAME_LEN], vec![0.0; FRAME_LEN]))
+                        .collect()
+                })
                 .collect()
+        }
+        fn state_batch(&self, state: &Self::State) -> usize {
+            state.len()
         }
         fn denoise(
             &mut self,
             x_t: &[f32],
             y: &[f32],
-            _t: f32,
-            batch: usize,
+            t: &[f32],
             frames: usize,
-            state: &mut Self::State,
+            states: &mut [&mut Self::State],
             out: &mut Vec<f32>,
         ) -> Result<()> {
-            let fl = batch * FRAME_LEN;
-            out.resize(fl * frames, 0.0);
-            for t in 0..frames {
-                state.push_back((
-                    (0..fl).map(|i| x_t[i * frames + t]).collect(),
-                    (0..fl).map(|i| y[i * frames + t]).collect(),
-                ));
-                let (x, c) = state.pop_front().unwrap();
-                for i in 0..fl {
-                    out[i * frames + t] = 0.5 * x[i] + 0.25 * c[i];
+            let batch = t.len();
+            out.resize(batch * FRAME_LEN * frames, 0.0);
+            let lines: Vec<&mut VecDeque<(Vec<f32>, Vec<f32>)>> =
+                states.iter_mut().flat_map(|s| s.iter_mut()).collect();
+            assert_eq!(lines.len(), batch);
+            for (b, line) in lines.into_iter().enumerate() {
+                let base = b * FRAME_LEN * frames;
+                for t in 0..frames {
+                    let at = |v: &[f32], i: usize| v[base + i * frames + t];
+                    line.push_back((
+                        (0..FRAME_LEN).map(|i| at(x_t, i)).collect(),
+                        (0..FRAME_LEN).map(|i| at(y, i)).collect(),
+                    ));
+                    let (x, c) = line.pop_front().unwrap();
+                    for i in 0..FRAME_LEN {
+                        out[base + i * frames + t] = 0.5 * x[i] + 0.25 * c[i];
+                    }
                 }
             }
             Ok(())
@@ -402,11 +493,16 @@ mod tests {
     }
 
     fn run(la: usize, steps: usize, fpc: usize, chunk: usize) -> Vec<f32> {
+        run_with(la, steps, fpc, chunk, false)
+    }
+
+    fn run_with(la: usize, steps: usize, fpc: usize, chunk: usize, pipelined: bool) -> Vec<f32> {
         let cfg = SamplerConfig {
             steps,
             ..Default::default()
         };
         let mut s = FrameSampler::new(Delay { la }, cfg, 1, fpc);
+        s.set_pipelined(pipelined);
         let y = frames(9);
         let mut out = Vec::new();
         for c in y.chunks(chunk * FRAME_LEN) {
@@ -414,6 +510,33 @@ mod tests {
         }
         s.flush(&mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn pipelined_schedule_gives_the_same_frames_later() {
+        for steps in [0, 1, 2] {
+            for la in [0, 1, 2] {
+                let reference = run(la, steps, 1, 1);
+                for chunk in [1, 2, 9] {
+                    let got = run_with(la, steps, 1, chunk, true);
+                    assert_eq!(got, reference, "steps {steps} la {la} chunk {chunk}");
+                }
+                // Latency: with one frame pushed at a time, frame j leaves after frame j + delay.
+                let cfg = SamplerConfig {
+                    steps,
+                    ..Default::default()
+                };
+                let mut s = FrameSampler::new(Delay { la }, cfg, 1, 1);
+                s.set_pipelined(true);
+                let delay = s.delay_frames();
+                assert_eq!(delay, s.network_passes() * (la + 1) - 1);
+                let mut out = Vec::new();
+                for (j, f) in frames(12).chunks(FRAME_LEN).enumerate() {
+                    s.push(f, &mut out).unwrap();
+                    assert_eq!(out.len() / FRAME_LEN, (j + 1).saturating_sub(delay), "frame {j}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct EnhancerConfig {
     /// Most frames per network call. 1 gives the lowest latency per call; larger values give
     /// throughput when many samples are pushed at once. Results are identical either way.
     pub frames_per_call: usize,
+    /// Advance all network passes in one batched call per frame (see
+    /// [`FrameSampler::set_pipelined`]): same output, (passes − 1) hops more latency, up to
+    /// passes× fewer ONNX Runtime calls. For live, hop-by-hop use at `steps ≥ 1`.
+    pub pipelined: bool,
 }
 
 impl Default for EnhancerConfig {
@@ -42,6 +46,7 @@ impl Default for EnhancerConfig {
             seed: 0,
             channels: 1,
             frames_per_call: 1,
+            pipelined: false,
         }
     }
 }
@@ -106,8 +111,10 @@ impl Enhancer {
             t_min: info.t_min,
         };
         let ch = cfg.channels;
+        let mut sampler = FrameSampler::new(model, scfg, ch, cfg.frames_per_call);
+        sampler.set_pipelined(cfg.pipelined);
         Ok(Self {
-            sampler: FrameSampler::new(model, scfg, ch, cfg.frames_per_call),
+            sampler,
             alpha: info.alpha,
             beta: info.beta,
             stft: (0..ch).map(|_| Stft::new()).collect(),
@@ -156,7 +163,7 @@ impl Enhancer {
 
     /// Algorithmic latency in samples: how far the output lags the input when the input is
     /// pushed in whole hops. n_fft − hop + 1 (= 383) for the STFT framing, plus the hop times
-    /// passes × look-ahead frames.
+    /// passes × look-ahead frames (plus passes − 1 frames when pipelined).
     pub fn latency_samples(&self) -> usize {
         N_FFT - HOP + 1 + HOP * self.sampler.delay_frames()
     }
