@@ -208,6 +208,9 @@ fn run(args: Args) -> Result<(), Fail> {
     if args.threads == 0 {
         return Err(Error::Config("--threads must be at least 1".into()).into());
     }
+    if args.steps > 1000 {
+        return Err(Error::Config(format!("--steps {} is unreasonable (use 0 to a few)", args.steps)).into());
+    }
     if args.frames_per_call == 0 {
         return Err(Error::Config("--frames-per-call must be at least 1".into()).into());
     }
