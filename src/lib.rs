@@ -1,4 +1,17 @@
 //! Thunder: streaming speech enhancement with a Brownian-bridge regression–diffusion model.
 //!
-//! Pipeline: `audio` (WAV I/O, resampling) → `stft` → `model` (ONNX via ort) → `sampler`
-//! (Thunder two-stage sampler) → `stream` (hop-in/hop-out engine). `merge` sits beside it.
+//! Pipeline: [`audio`] (WAV I/O, resampling) → [`stft`] → [`model`] (ONNX via ort) →
+//! [`sampler`] (Thunder two-stage sampler) → [`stream`] (hop-in/hop-out engine, [`Enhancer`]).
+//! File mode ([`stream::file`]) feeds files through the same streaming engine.
+#![warn(missing_docs)]
+
+pub mod audio;
+pub mod contract;
+pub mod error;
+pub mod model;
+pub mod sampler;
+pub mod stft;
+pub mod stream;
+
+pub use error::{Error, Result};
+pub use stream::{Enhancer, EnhancerConfig};

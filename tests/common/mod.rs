@@ -1,0 +1,46 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/contract.json")).expect("tests/fixtures/contract.json");
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn tiny_model() -> PathBuf {
+    root().join("tests/fixtures/tiny-thunder-la1.onnx")
+}
+
+pub fn f32s(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+pub fn f64s(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+pub fn load_tiny() -> thunder::model::Model {
+    thunder::model::Model::load(
+        &tiny_model(),
+        &thunder::model::ModelOptions {
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .expect("load tiny-thunder-la1.onnx (is ONNX Runtime provisioned? run `bash scripts/setup.sh`)")
+}
