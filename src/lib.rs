@@ -2,3 +2,5 @@
 //!
 //! Pipeline: `audio` (WAV I/O, resampling) → `stft` → `model` (ONNX via ort) → `sampler`
 //! (Thunder two-stage sampler) → `stream` (hop-in/hop-out engine). `merge` sits beside it.
+
+pub mod merge;
