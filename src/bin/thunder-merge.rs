@@ -100,7 +100,9 @@ fn parse_value(s: &str) -> Value {
 }
 
 fn sub_table<'a>(t: &'a mut Table, key: &str) -> Result<&'a mut Table, MergeError> {
-    let entry = t.entry(key.to_string()).or_insert_with(|| Value::Table(Table::new()));
+    let entry = t
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Table(Table::new()));
     if let Value::String(name) = entry {
         let mut nt = Table::new();
         nt.insert("name".into(), Value::String(name.clone()));
@@ -123,11 +125,12 @@ fn cwd_path(p: &Path) -> Value {
 fn build_recipe(a: &Args) -> Result<Recipe, MergeError> {
     let (mut table, dir) = match &a.recipe {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| MergeError::Recipe(format!("cannot read recipe {}: {e}", p.display())))?;
-            let t: Table = text
-                .parse()
-                .map_err(|e| MergeError::Recipe(format!("{} is not valid TOML: {e}", p.display())))?;
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                MergeError::Recipe(format!("cannot read recipe {}: {e}", p.display()))
+            })?;
+            let t: Table = text.parse().map_err(|e| {
+                MergeError::Recipe(format!("{} is not valid TOML: {e}", p.display()))
+            })?;
             let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
             (t, dir)
         }
@@ -152,7 +155,10 @@ fn build_recipe(a: &Args) -> Result<Recipe, MergeError> {
             .map(|(i, p)| {
                 let mut t = Table::new();
                 t.insert("path".into(), cwd_path(p));
-                t.insert("weight".into(), Value::Float(a.weights.get(i).copied().unwrap_or(1.0) as f64));
+                t.insert(
+                    "weight".into(),
+                    Value::Float(a.weights.get(i).copied().unwrap_or(1.0) as f64),
+                );
                 Value::Table(t)
             })
             .collect();
@@ -162,7 +168,11 @@ fn build_recipe(a: &Args) -> Result<Recipe, MergeError> {
             return Err(MergeError::Recipe("--weights needs experts".into()));
         };
         if arr.len() != a.weights.len() {
-            return Err(MergeError::Recipe(format!("--weights has {} values for {} experts", a.weights.len(), arr.len())));
+            return Err(MergeError::Recipe(format!(
+                "--weights has {} values for {} experts",
+                a.weights.len(),
+                arr.len()
+            )));
         }
         for (v, w) in arr.iter_mut().zip(&a.weights) {
             let path = match &*v {
@@ -220,7 +230,10 @@ fn build_recipe(a: &Args) -> Result<Recipe, MergeError> {
     }
     if !a.outputs.is_empty() {
         table.remove("output");
-        table.insert("outputs".into(), Value::Array(a.outputs.iter().map(|p| cwd_path(p)).collect()));
+        table.insert(
+            "outputs".into(),
+            Value::Array(a.outputs.iter().map(|p| cwd_path(p)).collect()),
+        );
     }
     for kv in &a.set {
         let (k, v) = kv
@@ -246,10 +259,20 @@ fn main() -> ExitCode {
             return Ok(None);
         }
         if !args.quiet {
-            eprint!("{}", plan.describe().lines().take(8).collect::<Vec<_>>().join("\n"));
+            eprint!(
+                "{}",
+                plan.describe()
+                    .lines()
+                    .take(8)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
             eprintln!();
         }
-        plan.execute(RunOptions { progress: !args.quiet }).map(Some)
+        plan.execute(RunOptions {
+            progress: !args.quiet,
+        })
+        .map(Some)
     });
     match result {
         Ok(None) => ExitCode::SUCCESS,

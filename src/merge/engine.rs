@@ -118,7 +118,9 @@ impl Plan {
     /// Open every input and validate it against the base. No tensor data is read.
     pub fn new(recipe: Recipe) -> Result<Plan> {
         if recipe.experts.is_empty() {
-            return Err(MergeError::Recipe("no experts (K = 0): nothing to merge".into()));
+            return Err(MergeError::Recipe(
+                "no experts (K = 0): nothing to merge".into(),
+            ));
         }
         for out in &recipe.outputs {
             if Format::from_path(out).is_none() {
@@ -129,7 +131,10 @@ impl Plan {
             }
             for inp in std::iter::once(&recipe.base).chain(recipe.experts.iter().map(|e| &e.path)) {
                 if same_file(out, inp) {
-                    return Err(MergeError::Recipe(format!("output {} would overwrite an input", out.display())));
+                    return Err(MergeError::Recipe(format!(
+                        "output {} would overwrite an input",
+                        out.display()
+                    )));
                 }
             }
         }
@@ -174,7 +179,10 @@ impl Plan {
                 });
             }
         }
-        let wants_onnx = recipe.outputs.iter().any(|o| Format::from_path(o) == Some(Format::Onnx));
+        let wants_onnx = recipe
+            .outputs
+            .iter()
+            .any(|o| Format::from_path(o) == Some(Format::Onnx));
         let mut graph = None;
         if let Some(g) = &recipe.graph {
             if !same_file(g, &recipe.base) {
@@ -204,7 +212,11 @@ impl Plan {
                 }
             }
         }
-        let routes = base.tensors.iter().map(|t| route_of(&recipe, &t.name, t.dtype, &t.shape)).collect();
+        let routes = base
+            .tensors
+            .iter()
+            .map(|t| route_of(&recipe, &t.name, t.dtype, &t.shape))
+            .collect();
         Ok(Plan {
             recipe,
             base,
@@ -239,11 +251,25 @@ impl Plan {
         );
         let _ = writeln!(s, "  experts  K = {}", r.experts.len());
         for (i, e) in r.experts.iter().enumerate() {
-            let _ = writeln!(s, "    [{}] {} (weight {})", i + 1, e.path.display(), e.weight);
+            let _ = writeln!(
+                s,
+                "    [{}] {} (weight {})",
+                i + 1,
+                e.path.display(),
+                e.weight
+            );
         }
         let _ = writeln!(s, "  method   {}", r.method.describe());
-        let _ = writeln!(s, "  pre      {}", r.dare.as_ref().map_or("none".into(), |d| d.describe()));
-        let _ = writeln!(s, "  post     {}", r.svc.as_ref().map_or("none".into(), |d| d.describe()));
+        let _ = writeln!(
+            s,
+            "  pre      {}",
+            r.dare.as_ref().map_or("none".into(), |d| d.describe())
+        );
+        let _ = writeln!(
+            s,
+            "  post     {}",
+            r.svc.as_ref().map_or("none".into(), |d| d.describe())
+        );
         let _ = writeln!(s, "  seed     {}    threads {}", r.seed, self.threads());
         let (mut m, mut rs, mut v, mut ex, mut c) = (0, 0, 0, 0, 0);
         let mut largest = 0usize;
@@ -283,13 +309,27 @@ impl Plan {
         let _ = writeln!(s, "  per tensor:");
         for (t, route) in self.base.tensors.iter().zip(&self.routes) {
             let how = match route {
-                Route::Matrix { rows, cols, reshaped: false } => format!("matrix {rows}x{cols}"),
-                Route::Matrix { rows, cols, reshaped: true } => format!("matrix {rows}x{cols} (reshaped)"),
+                Route::Matrix {
+                    rows,
+                    cols,
+                    reshaped: false,
+                } => format!("matrix {rows}x{cols}"),
+                Route::Matrix {
+                    rows,
+                    cols,
+                    reshaped: true,
+                } => format!("matrix {rows}x{cols} (reshaped)"),
                 Route::Vector { excluded: true } => "averaged (excluded)".into(),
                 Route::Vector { excluded: false } => "element-wise".into(),
                 Route::Copy => "copy (non-float)".into(),
             };
-            let _ = writeln!(s, "    {:<48} {:>5} {:?} -> {how}", t.name, t.dtype.to_string(), t.shape);
+            let _ = writeln!(
+                s,
+                "    {:<48} {:>5} {:?} -> {how}",
+                t.name,
+                t.dtype.to_string(),
+                t.shape
+            );
         }
         s
     }
@@ -306,7 +346,8 @@ impl Plan {
         }
         let src = |role: &str, p: &Path, w: Option<f32>| {
             let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-            let mut o = serde_json::json!({"role": role, "path": p.display().to_string(), "bytes": bytes});
+            let mut o =
+                serde_json::json!({"role": role, "path": p.display().to_string(), "bytes": bytes});
             if let Some(w) = w {
                 o["weight"] = serde_json::json!(w);
             }
@@ -318,8 +359,14 @@ impl Plan {
         }
         vec![
             ("thunder.merge.recipe".into(), recipe),
-            ("thunder.merge.sources".into(), serde_json::Value::Array(sources).to_string()),
-            ("thunder.merge.version".into(), env!("CARGO_PKG_VERSION").into()),
+            (
+                "thunder.merge.sources".into(),
+                serde_json::Value::Array(sources).to_string(),
+            ),
+            (
+                "thunder.merge.version".into(),
+                env!("CARGO_PKG_VERSION").into(),
+            ),
         ]
     }
 
@@ -329,12 +376,22 @@ impl Plan {
         for path in &self.recipe.outputs {
             match Format::from_path(path) {
                 Some(Format::Safetensors) => {
-                    let list: Vec<(String, DType, Vec<usize>)> =
-                        self.base.tensors.iter().map(|t| (t.name.clone(), t.dtype, t.shape.clone())).collect();
-                    let mut all_meta: Vec<(String, String)> =
-                        self.base.metadata.iter().filter(|(k, _)| !meta.iter().any(|(m, _)| m == k)).cloned().collect();
+                    let list: Vec<(String, DType, Vec<usize>)> = self
+                        .base
+                        .tensors
+                        .iter()
+                        .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
+                        .collect();
+                    let mut all_meta: Vec<(String, String)> = self
+                        .base
+                        .metadata
+                        .iter()
+                        .filter(|(k, _)| !meta.iter().any(|(m, _)| m == k))
+                        .cloned()
+                        .collect();
                     all_meta.extend(meta.iter().cloned());
-                    let (header, offs) = safetensors::build_header(&list, &all_meta).map_err(|m| MergeError::Recipe(m))?;
+                    let (header, offs) =
+                        safetensors::build_header(&list, &all_meta).map_err(MergeError::Recipe)?;
                     let mut layout = Layout::default();
                     layout.push_bytes(header);
                     for (id, t) in self.base.tensors.iter().enumerate() {
@@ -342,7 +399,10 @@ impl Plan {
                         debug_assert_eq!(layout.len, offs[id]);
                         layout.push_payload(id, len);
                     }
-                    outs.push((AtomicOutput::create(path, &layout, None)?, Format::Safetensors));
+                    outs.push((
+                        AtomicOutput::create(path, &layout, None)?,
+                        Format::Safetensors,
+                    ));
                 }
                 Some(Format::Onnx) => {
                     let template = self.graph.as_ref().unwrap_or(&self.base);
@@ -350,12 +410,18 @@ impl Plan {
                     for t in &template.tensors {
                         if t.dtype.is_float() {
                             let id = self.base.find(&t.name).expect("validated");
-                            replace.insert(t.name.clone(), (id, (t.numel() * t.dtype.size().unwrap()) as u64));
+                            replace.insert(
+                                t.name.clone(),
+                                (id, (t.numel() * t.dtype.size().unwrap()) as u64),
+                            );
                         }
                     }
-                    let layout =
-                        onnx::template_layout(template.bytes(), &replace, &meta).map_err(|m| MergeError::input(&template.path, m))?;
-                    outs.push((AtomicOutput::create(path, &layout, Some(template.bytes()))?, Format::Onnx));
+                    let layout = onnx::template_layout(template.bytes(), &replace, &meta)
+                        .map_err(|m| MergeError::input(&template.path, m))?;
+                    outs.push((
+                        AtomicOutput::create(path, &layout, Some(template.bytes()))?,
+                        Format::Onnx,
+                    ));
                 }
                 None => unreachable!("validated"),
             }
@@ -417,7 +483,9 @@ impl Plan {
             Route::Matrix { rows, cols, .. } => {
                 let d = r.method.merge_matrix(&input, rows, cols).map_err(numeric)?;
                 match &r.svc {
-                    Some(svc) => svc.calibrate(&d, &input.taus, rows, cols).map_err(numeric)?,
+                    Some(svc) => svc
+                        .calibrate(&d, &input.taus, rows, cols)
+                        .map_err(numeric)?,
                     None => d,
                 }
             }
@@ -425,7 +493,9 @@ impl Plan {
         };
         drop(input);
         if let Some(p) = delta.iter().position(|x| !x.is_finite()) {
-            return Err(numeric(format!("the merge produced a non-finite value at #{p}")));
+            return Err(numeric(format!(
+                "the merge produced a non-finite value at #{p}"
+            )));
         }
         let merged: Vec<f32> = base.iter().zip(&delta).map(|(b, d)| b + d).collect();
         Ok(encode_f32(t.dtype, &merged))
@@ -440,12 +510,18 @@ impl Plan {
             ));
         }
         faer::set_global_parallelism(faer::Par::Seq);
+        limit_heap_retention();
         let outs = self.open_outputs()?;
         let n = self.base.tensors.len();
         let mut order: Vec<usize> = (0..n).collect();
         // largest (most expensive) first; ties by index, so the schedule is reproducible
         order.sort_by_key(|&i| (std::cmp::Reverse(self.base.tensors[i].numel()), i));
-        let total: u64 = self.base.tensors.iter().map(|t| t.numel().max(1) as u64).sum();
+        let total: u64 = self
+            .base
+            .tensors
+            .iter()
+            .map(|t| t.numel().max(1) as u64)
+            .sum();
         let pb = if opts.progress {
             let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             pb.set_style(
@@ -516,6 +592,25 @@ impl Plan {
             outputs: written,
             seconds: start.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// Serve every allocation of 1 MiB or more with its own `mmap`, so that the large per-tensor
+/// buffers go back to the OS when freed. glibc otherwise raises its mmap threshold after the
+/// first large free (up to 32 MiB) and keeps freed tensor buffers in per-thread arenas, which
+/// inflates the resident set of a long merge far beyond the working set.
+fn limit_heap_retention() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters.
+    unsafe {
+        let t: i32 = std::env::var("THUNDER_MERGE_MMAP_THRESHOLD")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1 << 20);
+        if t > 0 {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, t);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, t);
+        }
     }
 }
 

@@ -90,11 +90,15 @@ pub fn polar_newton_schulz(
     let mut used = 0;
     for it in 0..max_iters {
         let g = x.transpose() * &x; // k × k
-        // converged when XᵀX is (numerically) idempotent: every eigenvalue 0 or 1
+                                    // converged when XᵀX is (numerically) idempotent: every eigenvalue 0 or 1
         let mut err = 0.0f32;
         for j in 0..k {
             for i in 0..k {
-                let target = if i == j { g[(i, i)].round().clamp(0.0, 1.0) } else { 0.0 };
+                let target = if i == j {
+                    g[(i, i)].round().clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
                 err = err.max((g[(i, j)] - target).abs());
             }
         }

@@ -1,6 +1,8 @@
 //! The small interface every merge method implements, plus the element-wise building blocks
 //! shared by several methods (magnitude trimming, sign election, disjoint mean).
 
+use std::borrow::Cow;
+
 /// One tensor's worth of merge input: the K task vectors `τ_i = θ_i − θ_base` (row-major,
 /// `f32`), the per-expert weights and the context needed for deterministic randomness.
 #[derive(Debug, Clone)]
@@ -28,13 +30,18 @@ impl TensorInput<'_> {
         self.taus.first().map_or(0, |t| t.len())
     }
 
-    /// Task vectors multiplied by their expert weights.
-    pub fn weighted(&self) -> Vec<Vec<f32>> {
-        self.taus
-            .iter()
-            .zip(self.weights)
-            .map(|(t, &w)| t.iter().map(|x| x * w).collect())
-            .collect()
+    /// Task vectors multiplied by their expert weights (borrowed when every weight is 1).
+    pub fn weighted(&self) -> Cow<'_, [Vec<f32>]> {
+        if self.weights.iter().all(|&w| w == 1.0) {
+            return Cow::Borrowed(&self.taus);
+        }
+        Cow::Owned(
+            self.taus
+                .iter()
+                .zip(self.weights)
+                .map(|(t, &w)| t.iter().map(|x| x * w).collect())
+                .collect(),
+        )
     }
 }
 
@@ -57,7 +64,12 @@ pub trait MergeMethod: Send + Sync + std::fmt::Debug {
     }
 
     /// Merge a `rows × cols` matrix (row-major task vectors).
-    fn merge_matrix(&self, t: &TensorInput<'_>, rows: usize, cols: usize) -> Result<Vec<f32>, String> {
+    fn merge_matrix(
+        &self,
+        t: &TensorInput<'_>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, String> {
         let _ = (rows, cols);
         self.merge_vector(t)
     }

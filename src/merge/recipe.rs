@@ -88,7 +88,11 @@ struct Params<'a> {
 
 impl<'a> Params<'a> {
     fn new(ctx: &'a str, table: &'a Table) -> Self {
-        Params { ctx, table, used: vec![] }
+        Params {
+            ctx,
+            table,
+            used: vec![],
+        }
     }
     fn f64(&mut self, key: &'static str, default: f64) -> Result<f64> {
         self.used.push(key);
@@ -96,7 +100,10 @@ impl<'a> Params<'a> {
             None => Ok(default),
             Some(Value::Float(f)) => Ok(*f),
             Some(Value::Integer(i)) => Ok(*i as f64),
-            Some(v) => Err(MergeError::Recipe(format!("[{}] {key} must be a number, got {v}", self.ctx))),
+            Some(v) => Err(MergeError::Recipe(format!(
+                "[{}] {key} must be a number, got {v}",
+                self.ctx
+            ))),
         }
     }
     fn str(&mut self, key: &'static str, default: &str) -> Result<String> {
@@ -104,7 +111,10 @@ impl<'a> Params<'a> {
         match self.table.get(key) {
             None => Ok(default.to_string()),
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(v) => Err(MergeError::Recipe(format!("[{}] {key} must be a string, got {v}", self.ctx))),
+            Some(v) => Err(MergeError::Recipe(format!(
+                "[{}] {key} must be a string, got {v}",
+                self.ctx
+            ))),
         }
     }
     fn bool(&mut self, key: &'static str, default: bool) -> Result<bool> {
@@ -112,7 +122,10 @@ impl<'a> Params<'a> {
         match self.table.get(key) {
             None => Ok(default),
             Some(Value::Boolean(b)) => Ok(*b),
-            Some(v) => Err(MergeError::Recipe(format!("[{}] {key} must be true or false, got {v}", self.ctx))),
+            Some(v) => Err(MergeError::Recipe(format!(
+                "[{}] {key} must be true or false, got {v}",
+                self.ctx
+            ))),
         }
     }
     fn finish(self) -> Result<()> {
@@ -131,7 +144,9 @@ impl<'a> Params<'a> {
 
 fn check_range(what: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
     if !(v >= lo && v <= hi) {
-        return Err(MergeError::Recipe(format!("{what} = {v} is out of range [{lo}, {hi}]")));
+        return Err(MergeError::Recipe(format!(
+            "{what} = {v} is out of range [{lo}, {hi}]"
+        )));
     }
     Ok(())
 }
@@ -140,7 +155,11 @@ fn check_range(what: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
 pub fn method_from_table(t: &Table) -> Result<Box<dyn MergeMethod>> {
     let name = match t.get("name") {
         Some(Value::String(s)) => s.to_ascii_lowercase(),
-        _ => return Err(MergeError::Recipe("[method] needs `name` (ta, ties, tsv-m, boosted-tsv-m, drm, iso-c)".into())),
+        _ => {
+            return Err(MergeError::Recipe(
+                "[method] needs `name` (ta, ties, tsv-m, boosted-tsv-m, drm, iso-c)".into(),
+            ))
+        }
     };
     let mut rest = t.clone();
     rest.remove("name");
@@ -217,7 +236,10 @@ fn dare_from_table(t: &Table) -> Result<Dare> {
     };
     p.finish()?;
     if !(0.0..1.0).contains(&d.p) {
-        return Err(MergeError::Recipe(format!("dare p = {} must be in [0, 1)", d.p)));
+        return Err(MergeError::Recipe(format!(
+            "dare p = {} must be in [0, 1)",
+            d.p
+        )));
     }
     Ok(d)
 }
@@ -229,7 +251,11 @@ fn svc_from_table(t: &Table) -> Result<Svc> {
     let mode = match p.str("mode", "mean-of-max")?.as_str() {
         "mean-of-max" => SvcMode::MeanOfMax,
         "reference" => SvcMode::Reference,
-        m => return Err(MergeError::Recipe(format!("svc mode must be `mean-of-max` or `reference`, got `{m}`"))),
+        m => {
+            return Err(MergeError::Recipe(format!(
+                "svc mode must be `mean-of-max` or `reference`, got `{m}`"
+            )))
+        }
     };
     p.finish()?;
     if alpha <= 0.0 {
@@ -251,28 +277,40 @@ fn path_of(v: &Value, what: &str, dir: &Path) -> Result<PathBuf> {
 impl Recipe {
     /// Parse a recipe file's text; relative paths resolve against `dir`.
     pub fn from_toml_str(text: &str, dir: &Path) -> Result<Recipe> {
-        let table: Table = text.parse().map_err(|e| MergeError::Recipe(format!("recipe is not valid TOML: {e}")))?;
+        let table: Table = text
+            .parse()
+            .map_err(|e| MergeError::Recipe(format!("recipe is not valid TOML: {e}")))?;
         Recipe::from_table(table, dir)
     }
 
     /// Build a recipe from a TOML table (the CLI merges its flags into this table first).
     pub fn from_table(table: Table, dir: &Path) -> Result<Recipe> {
         const KNOWN: [&str; 11] = [
-            "base", "experts", "method", "dare", "svc", "exclude", "seed", "threads", "outputs", "output", "graph",
+            "base", "experts", "method", "dare", "svc", "exclude", "seed", "threads", "outputs",
+            "output", "graph",
         ];
         for k in table.keys() {
             if !KNOWN.contains(&k.as_str()) {
-                return Err(MergeError::Recipe(format!("unknown recipe key `{k}` (known: {})", KNOWN.join(", "))));
+                return Err(MergeError::Recipe(format!(
+                    "unknown recipe key `{k}` (known: {})",
+                    KNOWN.join(", ")
+                )));
             }
         }
         let base = path_of(
-            table.get("base").ok_or_else(|| MergeError::Recipe("no base checkpoint: set `base` in the recipe or pass --base".into()))?,
+            table.get("base").ok_or_else(|| {
+                MergeError::Recipe(
+                    "no base checkpoint: set `base` in the recipe or pass --base".into(),
+                )
+            })?,
             "base",
             dir,
         )?;
         let mut experts = Vec::new();
         if let Some(v) = table.get("experts") {
-            let arr = v.as_array().ok_or_else(|| MergeError::Recipe("`experts` must be an array".into()))?;
+            let arr = v
+                .as_array()
+                .ok_or_else(|| MergeError::Recipe("`experts` must be an array".into()))?;
             for (i, e) in arr.iter().enumerate() {
                 match e {
                     Value::String(_) => experts.push(Expert {
@@ -281,7 +319,9 @@ impl Recipe {
                     }),
                     Value::Table(t) => {
                         let path = path_of(
-                            t.get("path").ok_or_else(|| MergeError::Recipe(format!("experts[{i}] has no `path`")))?,
+                            t.get("path").ok_or_else(|| {
+                                MergeError::Recipe(format!("experts[{i}] has no `path`"))
+                            })?,
                             "expert path",
                             dir,
                         )?;
@@ -291,7 +331,11 @@ impl Recipe {
                         p.finish()?;
                         experts.push(Expert { path, weight });
                     }
-                    _ => return Err(MergeError::Recipe(format!("experts[{i}] must be a path or a table"))),
+                    _ => {
+                        return Err(MergeError::Recipe(format!(
+                            "experts[{i}] must be a path or a table"
+                        )))
+                    }
                 }
             }
         }
@@ -307,8 +351,16 @@ impl Recipe {
                 t.insert("name".into(), Value::String(s.clone()));
                 method_from_table(&t)?
             }
-            Some(_) => return Err(MergeError::Recipe("`method` must be a name or a table".into())),
-            None => return Err(MergeError::Recipe("no merge method: set [method] name = … or pass --method".into())),
+            Some(_) => {
+                return Err(MergeError::Recipe(
+                    "`method` must be a name or a table".into(),
+                ))
+            }
+            None => {
+                return Err(MergeError::Recipe(
+                    "no merge method: set [method] name = … or pass --method".into(),
+                ))
+            }
         };
         let dare = match table.get("dare") {
             Some(Value::Table(t)) => Some(dare_from_table(t)?),
@@ -324,15 +376,25 @@ impl Recipe {
             None => vec![],
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| MergeError::Recipe("exclude patterns must be strings".into())))
+                .map(|v| {
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        MergeError::Recipe("exclude patterns must be strings".into())
+                    })
+                })
                 .collect::<Result<_>>()?,
-            Some(_) => return Err(MergeError::Recipe("`exclude` must be an array of glob patterns".into())),
+            Some(_) => {
+                return Err(MergeError::Recipe(
+                    "`exclude` must be an array of glob patterns".into(),
+                ))
+            }
         };
         let int = |k: &str| -> Result<u64> {
             match table.get(k) {
                 None => Ok(0),
                 Some(Value::Integer(i)) if *i >= 0 => Ok(*i as u64),
-                Some(v) => Err(MergeError::Recipe(format!("`{k}` must be a non-negative integer, got {v}"))),
+                Some(v) => Err(MergeError::Recipe(format!(
+                    "`{k}` must be a non-negative integer, got {v}"
+                ))),
             }
         };
         let seed = int("seed")?;
@@ -349,7 +411,10 @@ impl Recipe {
                 Some(v) => outputs.push(path_of(v, "output", dir)?),
             }
         }
-        let graph = table.get("graph").map(|v| path_of(v, "graph", dir)).transpose()?;
+        let graph = table
+            .get("graph")
+            .map(|v| path_of(v, "graph", dir))
+            .transpose()?;
         let toml = toml::to_string(&table).unwrap_or_default();
         Ok(Recipe {
             base,

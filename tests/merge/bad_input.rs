@@ -9,7 +9,10 @@ use super::write_safetensors;
 fn two(dir: &Path, expert: &[(&str, Vec<usize>, Vec<f32>)]) {
     write_safetensors(
         &dir.join("base.safetensors"),
-        &[("a.weight", vec![2, 2], vec![1.0; 4]), ("a.bias", vec![2], vec![0.0; 2])],
+        &[
+            ("a.weight", vec![2, 2], vec![1.0; 4]),
+            ("a.bias", vec![2], vec![0.0; 2]),
+        ],
     );
     write_safetensors(&dir.join("e.safetensors"), expert);
 }
@@ -24,10 +27,15 @@ fn run(dir: &Path, experts: &str) -> Result<(), MergeError> {
 
 /// Only the inputs remain: no outputs, no temporary files.
 fn assert_no_output(dir: &Path) {
-    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert!(
-        names.iter().all(|n| n == "base.safetensors" || n == "e.safetensors"),
+        names
+            .iter()
+            .all(|n| n == "base.safetensors" || n == "e.safetensors"),
         "left behind: {names:?}"
     );
 }
@@ -35,20 +43,43 @@ fn assert_no_output(dir: &Path) {
 #[test]
 fn mismatched_names() {
     let dir = tempfile::tempdir().unwrap();
-    two(dir.path(), &[("a.weight", vec![2, 2], vec![1.0; 4]), ("a.b", vec![2], vec![0.0; 2])]);
+    two(
+        dir.path(),
+        &[
+            ("a.weight", vec![2, 2], vec![1.0; 4]),
+            ("a.b", vec![2], vec![0.0; 2]),
+        ],
+    );
     let e = run(dir.path(), "\"e.safetensors\"").unwrap_err();
     let msg = e.to_string();
-    assert!(matches!(e, MergeError::Mismatch { .. }) && e.exit_code() == 3, "{msg}");
-    assert!(msg.contains("a.bias") && msg.contains("e.safetensors") && msg.contains("missing"), "{msg}");
+    assert!(
+        matches!(e, MergeError::Mismatch { .. }) && e.exit_code() == 3,
+        "{msg}"
+    );
+    assert!(
+        msg.contains("a.bias") && msg.contains("e.safetensors") && msg.contains("missing"),
+        "{msg}"
+    );
     assert_no_output(dir.path());
 }
 
 #[test]
 fn mismatched_shapes() {
     let dir = tempfile::tempdir().unwrap();
-    two(dir.path(), &[("a.weight", vec![4], vec![1.0; 4]), ("a.bias", vec![2], vec![0.0; 2])]);
-    let msg = run(dir.path(), "\"e.safetensors\"").unwrap_err().to_string();
-    assert!(msg.contains("a.weight") && msg.contains("shape [4]") && msg.contains("e.safetensors"), "{msg}");
+    two(
+        dir.path(),
+        &[
+            ("a.weight", vec![4], vec![1.0; 4]),
+            ("a.bias", vec![2], vec![0.0; 2]),
+        ],
+    );
+    let msg = run(dir.path(), "\"e.safetensors\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("a.weight") && msg.contains("shape [4]") && msg.contains("e.safetensors"),
+        "{msg}"
+    );
     assert_no_output(dir.path());
 }
 
@@ -57,24 +88,48 @@ fn mismatched_dtypes() {
     let dir = tempfile::tempdir().unwrap();
     write_safetensors(
         &dir.path().join("base.safetensors"),
-        &[("a.weight", vec![2, 2], vec![1.0; 4]), ("a.bias", vec![2], vec![0.0; 2])],
+        &[
+            ("a.weight", vec![2, 2], vec![1.0; 4]),
+            ("a.bias", vec![2], vec![0.0; 2]),
+        ],
     );
     super::write_safetensors_typed(
         &dir.path().join("e.safetensors"),
         &[
-            ("a.weight".into(), thunder::merge::dtype::DType::F16, vec![2, 2], vec![0u8; 8]),
-            ("a.bias".into(), thunder::merge::dtype::DType::F32, vec![2], vec![0u8; 8]),
+            (
+                "a.weight".into(),
+                thunder::merge::dtype::DType::F16,
+                vec![2, 2],
+                vec![0u8; 8],
+            ),
+            (
+                "a.bias".into(),
+                thunder::merge::dtype::DType::F32,
+                vec![2],
+                vec![0u8; 8],
+            ),
         ],
     );
-    let msg = run(dir.path(), "\"e.safetensors\"").unwrap_err().to_string();
-    assert!(msg.contains("a.weight") && msg.contains("dtype F16") && msg.contains("F32"), "{msg}");
+    let msg = run(dir.path(), "\"e.safetensors\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("a.weight") && msg.contains("dtype F16") && msg.contains("F32"),
+        "{msg}"
+    );
     assert_no_output(dir.path());
 }
 
 #[test]
 fn no_experts() {
     let dir = tempfile::tempdir().unwrap();
-    two(dir.path(), &[("a.weight", vec![2, 2], vec![1.0; 4]), ("a.bias", vec![2], vec![0.0; 2])]);
+    two(
+        dir.path(),
+        &[
+            ("a.weight", vec![2, 2], vec![1.0; 4]),
+            ("a.bias", vec![2], vec![0.0; 2]),
+        ],
+    );
     let e = run(dir.path(), "").unwrap_err();
     assert_eq!(e.exit_code(), 2);
     assert!(e.to_string().contains("K = 0"), "{e}");
@@ -84,29 +139,49 @@ fn no_experts() {
 #[test]
 fn nan_in_a_tensor() {
     let dir = tempfile::tempdir().unwrap();
-    two(dir.path(), &[("a.weight", vec![2, 2], vec![1.0, f32::NAN, 0.0, 1.0]), ("a.bias", vec![2], vec![0.0; 2])]);
+    two(
+        dir.path(),
+        &[
+            ("a.weight", vec![2, 2], vec![1.0, f32::NAN, 0.0, 1.0]),
+            ("a.bias", vec![2], vec![0.0; 2]),
+        ],
+    );
     let e = run(dir.path(), "\"e.safetensors\"").unwrap_err();
     let msg = e.to_string();
     assert_eq!(e.exit_code(), 4);
-    assert!(msg.contains("a.weight") && msg.contains("e.safetensors") && msg.contains("NaN"), "{msg}");
+    assert!(
+        msg.contains("a.weight") && msg.contains("e.safetensors") && msg.contains("NaN"),
+        "{msg}"
+    );
     assert_no_output(dir.path());
 }
 
 #[test]
 fn truncated_safetensors() {
     let dir = tempfile::tempdir().unwrap();
-    two(dir.path(), &[("a.weight", vec![2, 2], vec![1.0; 4]), ("a.bias", vec![2], vec![0.0; 2])]);
+    two(
+        dir.path(),
+        &[
+            ("a.weight", vec![2, 2], vec![1.0; 4]),
+            ("a.bias", vec![2], vec![0.0; 2]),
+        ],
+    );
     let p = dir.path().join("e.safetensors");
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
     let e = run(dir.path(), "\"e.safetensors\"").unwrap_err();
     let msg = e.to_string();
     assert_eq!(e.exit_code(), 3);
-    assert!(msg.contains("truncated") && msg.contains("e.safetensors"), "{msg}");
+    assert!(
+        msg.contains("truncated") && msg.contains("e.safetensors"),
+        "{msg}"
+    );
     assert_no_output(dir.path());
     // a header cut short
     std::fs::write(&p, &bytes[..20]).unwrap();
-    let msg = run(dir.path(), "\"e.safetensors\"").unwrap_err().to_string();
+    let msg = run(dir.path(), "\"e.safetensors\"")
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("truncated"), "{msg}");
     assert_no_output(dir.path());
 }
@@ -126,7 +201,10 @@ fn onnx_without_initializers() {
     let e = Plan::new(r).unwrap_err();
     let msg = e.to_string();
     assert_eq!(e.exit_code(), 3);
-    assert!(msg.contains("no initializers") && msg.contains("base.onnx"), "{msg}");
+    assert!(
+        msg.contains("no initializers") && msg.contains("base.onnx"),
+        "{msg}"
+    );
     assert!(!dir.path().join("out.onnx").exists());
 }
 
@@ -143,14 +221,21 @@ fn differing_non_float_tensor() {
     super::write_safetensors_typed(&dir.path().join("base.safetensors"), &mk(1));
     super::write_safetensors_typed(&dir.path().join("e.safetensors"), &mk(2));
     let e = run(dir.path(), "\"e.safetensors\"").unwrap_err();
-    assert!(e.to_string().contains("ids") && e.to_string().contains("identical"), "{e}");
+    assert!(
+        e.to_string().contains("ids") && e.to_string().contains("identical"),
+        "{e}"
+    );
     assert_no_output(dir.path());
 }
 
 #[test]
 fn recipe_errors_are_clear() {
     let d = Path::new(".");
-    let e = Recipe::from_toml_str("base = \"b.safetensors\"\nexperts = [\"e.safetensors\"]\nmethod = \"foo\"", d).unwrap_err();
+    let e = Recipe::from_toml_str(
+        "base = \"b.safetensors\"\nexperts = [\"e.safetensors\"]\nmethod = \"foo\"",
+        d,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("unknown method `foo`"), "{e}");
     let e = Recipe::from_toml_str(
         "base = \"b.safetensors\"\nexperts = [\"e.safetensors\"]\n[method]\nname = \"ties\"\ndensty = 0.3",

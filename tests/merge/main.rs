@@ -24,11 +24,15 @@ pub fn fixtures() -> PathBuf {
 
 /// Read a tensor from a fixture file as (values, shape).
 pub fn tensor(ck: &Checkpoint, name: &str) -> (Vec<f32>, Vec<usize>) {
-    let i = ck.find(name).unwrap_or_else(|| panic!("fixture tensor {name} missing"));
+    let i = ck
+        .find(name)
+        .unwrap_or_else(|| panic!("fixture tensor {name} missing"));
     let t = &ck.tensors[i];
     let v = if t.dtype == DType::F64 {
         let b = ck.canonical_bytes(i).unwrap();
-        b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect()
+        b.chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+            .collect()
     } else {
         ck.read_f32(i).unwrap()
     };
@@ -55,14 +59,24 @@ pub fn write_safetensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) 
         path,
         &tensors
             .iter()
-            .map(|(n, s, v)| (n.to_string(), DType::F32, s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+            .map(|(n, s, v)| {
+                (
+                    n.to_string(),
+                    DType::F32,
+                    s.clone(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            })
             .collect::<Vec<_>>(),
     );
 }
 
 /// Write a safetensors file with arbitrary dtypes and raw little-endian payloads.
 pub fn write_safetensors_typed(path: &Path, tensors: &[(String, DType, Vec<usize>, Vec<u8>)]) {
-    let list: Vec<_> = tensors.iter().map(|(n, d, s, _)| (n.clone(), *d, s.clone())).collect();
+    let list: Vec<_> = tensors
+        .iter()
+        .map(|(n, d, s, _)| (n.clone(), *d, s.clone()))
+        .collect();
     let (mut bytes, _) = thunder::merge::io::safetensors::build_header(&list, &[]).unwrap();
     for (_, _, _, b) in tensors {
         bytes.extend_from_slice(b);

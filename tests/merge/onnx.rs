@@ -43,7 +43,11 @@ fn without(msg: &[u8], skip: &[u32]) -> Vec<u8> {
 }
 
 fn graph(model: &[u8]) -> Vec<u8> {
-    let f = fields(model).unwrap().into_iter().find(|f| f.number == 7).unwrap();
+    let f = fields(model)
+        .unwrap()
+        .into_iter()
+        .find(|f| f.number == 7)
+        .unwrap();
     model[f.value_start..f.end].to_vec()
 }
 
@@ -71,14 +75,22 @@ fn onnx_round_trip() {
     let mut expected = std::collections::HashMap::new();
     for name in ["W1", "b1", "W2"] {
         let (x0, xa, xb) = (get(&base, name), get(&a, name), get(&b, name));
-        let exp: Vec<f32> = (0..x0.len()).map(|i| x0[i] + 0.5 * ((xa[i] - x0[i]) + (xb[i] - x0[i]))).collect();
+        let exp: Vec<f32> = (0..x0.len())
+            .map(|i| x0[i] + 0.5 * ((xa[i] - x0[i]) + (xb[i] - x0[i])))
+            .collect();
         assert!(rel_err(&get(&out, name), &exp) < 1e-6, "{name} (onnx)");
-        assert!(rel_err(&get(&st, name), &exp) < 1e-6, "{name} (safetensors)");
+        assert!(
+            rel_err(&get(&st, name), &exp) < 1e-6,
+            "{name} (safetensors)"
+        );
         expected.insert(name, exp);
     }
     // the int64 initializer is carried through
     let i = out.find("shape").unwrap();
-    assert_eq!(out.canonical_bytes(i).unwrap(), base.canonical_bytes(base.find("shape").unwrap()).unwrap());
+    assert_eq!(
+        out.canonical_bytes(i).unwrap(),
+        base.canonical_bytes(base.find("shape").unwrap()).unwrap()
+    );
     // metadata: the base's entry kept, ours added
     let keys: Vec<&str> = out.metadata.iter().map(|(k, _)| k.as_str()).collect();
     for k in ["origin", "thunder.merge.recipe", "thunder.merge.sources"] {
@@ -107,9 +119,18 @@ fn onnx_round_trip() {
         return;
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/merge/check_onnx.py");
-    let o = Command::new(py).arg(script).arg(dir.path().join("merged.onnx")).output().unwrap();
+    let o = Command::new(py)
+        .arg(script)
+        .arg(dir.path().join("merged.onnx"))
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "onnxruntime failed: {}{}", stdout, String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "onnxruntime failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&o.stderr)
+    );
     let y: Vec<f32> = stdout
         .lines()
         .find_map(|l| l.strip_prefix("y "))
@@ -120,8 +141,12 @@ fn onnx_round_trip() {
     // y = (x W1 + b1) W2 with x = [1, 2, 3, 4]
     let (w1, b1, w2) = (&expected["W1"], &expected["b1"], &expected["W2"]);
     let x = [1.0f32, 2.0, 3.0, 4.0];
-    let h: Vec<f32> = (0..6).map(|j| (0..4).map(|i| x[i] * w1[i * 6 + j]).sum::<f32>() + b1[j]).collect();
-    let exp: Vec<f32> = (0..3).map(|j| (0..6).map(|i| h[i] * w2[i * 3 + j]).sum()).collect();
+    let h: Vec<f32> = (0..6)
+        .map(|j| (0..4).map(|i| x[i] * w1[i * 6 + j]).sum::<f32>() + b1[j])
+        .collect();
+    let exp: Vec<f32> = (0..3)
+        .map(|j| (0..6).map(|i| h[i] * w2[i * 3 + j]).sum())
+        .collect();
     assert!(rel_err(&y, &exp) < 1e-5, "onnxruntime {y:?} vs {exp:?}");
     assert!(stdout.contains("doc tiny merge fixture"), "{stdout}");
 }

@@ -12,7 +12,9 @@ use super::rel_err;
 /// Deterministic pseudo-random matrix with entries in [-1, 1).
 fn rand_mat(seed: u64, rows: usize, cols: usize) -> Vec<f32> {
     let key = mix(seed);
-    (0..rows * cols).map(|j| (uniform(key, j as u64) * 2.0 - 1.0) as f32).collect()
+    (0..rows * cols)
+        .map(|j| (uniform(key, j as u64) * 2.0 - 1.0) as f32)
+        .collect()
 }
 
 /// Rank-`r` matrix plus a little noise.
@@ -49,7 +51,11 @@ fn k_copies_with_ta_one_over_k_return_the_expert() {
     for k in [1usize, 2, 4] {
         let w = vec![1.0f32; k];
         let t = input(vec![tau.clone(); k], &w, &[12, 9]);
-        let d = TaskArithmetic { lambda: 1.0 / k as f32 }.merge_matrix(&t, 12, 9).unwrap();
+        let d = TaskArithmetic {
+            lambda: 1.0 / k as f32,
+        }
+        .merge_matrix(&t, 12, 9)
+        .unwrap();
         assert!(rel_err(&d, &tau) < 1e-6, "K={k}");
     }
 }
@@ -77,7 +83,9 @@ fn max_dev_from_identity(m: &faer::Mat<f32>) -> f32 {
 
 #[test]
 fn tsv_bases_are_orthonormal_after_orthogonalisation() {
-    let taus: Vec<Vec<f32>> = (0..3).map(|i| low_rank(10 + 7 * i, 20, 15, 4, 0.05)).collect();
+    let taus: Vec<Vec<f32>> = (0..3)
+        .map(|i| low_rank(10 + 7 * i, 20, 15, 4, 0.05))
+        .collect();
     let b = tsv_bases(&taus, 20, 15, None).unwrap();
     assert_eq!(b.per_task, 5);
     // before: each task block is orthonormal, the concatenation is not
@@ -85,7 +93,10 @@ fn tsv_bases_are_orthonormal_after_orthogonalisation() {
     let (u, v) = orthogonalize_pair(&b.u, &b.v, 3, Orthogonalizer::Svd).unwrap();
     assert!(max_dev_from_identity(&u) < 1e-5);
     assert!(max_dev_from_identity(&v) < 1e-5);
-    let ns = Orthogonalizer::NewtonSchulz { iters: 30, tol: 1e-5 };
+    let ns = Orthogonalizer::NewtonSchulz {
+        iters: 30,
+        tol: 1e-5,
+    };
     let (un, vn) = orthogonalize_pair(&b.u, &b.v, 3, ns).unwrap();
     assert!(max_dev_from_identity(&un) < 1e-4);
     assert!(max_dev_from_identity(&vn) < 1e-4);
@@ -114,32 +125,56 @@ fn svc_leaves_an_exact_single_task_merge_unchanged() {
     let tau = low_rank(21, 14, 11, 4, 0.02);
     for mode in [SvcMode::MeanOfMax, SvcMode::Reference] {
         for alpha in [0.25f32, 0.5, 1.0] {
-            let out = Svc { alpha, eps: 1e-12, mode }.calibrate(&tau, &[tau.clone()], 14, 11).unwrap();
-            assert!(rel_err(&out, &tau) < 1e-5, "{mode:?} alpha={alpha}: {}", rel_err(&out, &tau));
+            let out = Svc {
+                alpha,
+                eps: 1e-12,
+                mode,
+            }
+            .calibrate(&tau, std::slice::from_ref(&tau), 14, 11)
+            .unwrap();
+            assert!(
+                rel_err(&out, &tau) < 1e-5,
+                "{mode:?} alpha={alpha}: {}",
+                rel_err(&out, &tau)
+            );
         }
     }
 }
 
 #[test]
 fn drm_is_invariant_to_expert_order() {
-    let taus: Vec<Vec<f32>> = (0..3).map(|i| low_rank(40 + 5 * i, 16, 12, 3, 0.01)).collect();
+    let taus: Vec<Vec<f32>> = (0..3)
+        .map(|i| low_rank(40 + 5 * i, 16, 12, 3, 0.01))
+        .collect();
     let w = [1.0f32, 0.5, 2.0];
     for direction in [DrmDirection::Vertical, DrmDirection::Horizontal] {
         let m = Drm {
             direction,
             ..Drm::default()
         };
-        let a = m.merge_matrix(&input(taus.clone(), &w, &[16, 12]), 16, 12).unwrap();
+        let a = m
+            .merge_matrix(&input(taus.clone(), &w, &[16, 12]), 16, 12)
+            .unwrap();
         let perm = vec![taus[2].clone(), taus[0].clone(), taus[1].clone()];
         let wp = [w[2], w[0], w[1]];
-        let b = m.merge_matrix(&input(perm, &wp, &[16, 12]), 16, 12).unwrap();
+        let b = m
+            .merge_matrix(&input(perm, &wp, &[16, 12]), 16, 12)
+            .unwrap();
         assert!(rel_err(&b, &a) < 1e-4, "{direction:?}: {}", rel_err(&b, &a));
         // and the element-wise path
         let va = m.merge_vector(&input(taus.clone(), &w, &[192])).unwrap();
         let vb = m
-            .merge_vector(&input(vec![taus[2].clone(), taus[0].clone(), taus[1].clone()], &wp, &[192]))
+            .merge_vector(&input(
+                vec![taus[2].clone(), taus[0].clone(), taus[1].clone()],
+                &wp,
+                &[192],
+            ))
             .unwrap();
-        assert!(rel_err(&vb, &va) < 1e-6, "element-wise path: {}", rel_err(&vb, &va));
+        assert!(
+            rel_err(&vb, &va) < 1e-6,
+            "element-wise path: {}",
+            rel_err(&vb, &va)
+        );
     }
 }
 
@@ -180,7 +215,9 @@ fn boosting_properties() {
 fn boosted_tsv_with_beta_one_is_tsv() {
     let taus: Vec<Vec<f32>> = (0..2).map(|i| low_rank(60 + i, 10, 8, 3, 0.01)).collect();
     let w = [1.0f32, 1.0];
-    let a = TsvMerge { alpha: 1.0 }.merge_matrix(&input(taus.clone(), &w, &[10, 8]), 10, 8).unwrap();
+    let a = TsvMerge { alpha: 1.0 }
+        .merge_matrix(&input(taus.clone(), &w, &[10, 8]), 10, 8)
+        .unwrap();
     let b = BoostedTsvMerge {
         beta: 1.0,
         ..BoostedTsvMerge::default()
@@ -192,11 +229,18 @@ fn boosted_tsv_with_beta_one_is_tsv() {
 
 #[test]
 fn boosted_tsv_newton_schulz_close_to_svd() {
-    let taus: Vec<Vec<f32>> = (0..3).map(|i| low_rank(80 + 3 * i, 18, 18, 4, 0.02)).collect();
+    let taus: Vec<Vec<f32>> = (0..3)
+        .map(|i| low_rank(80 + 3 * i, 18, 18, 4, 0.02))
+        .collect();
     let w = [1.0f32; 3];
-    let svd = BoostedTsvMerge::default().merge_matrix(&input(taus.clone(), &w, &[18, 18]), 18, 18).unwrap();
+    let svd = BoostedTsvMerge::default()
+        .merge_matrix(&input(taus.clone(), &w, &[18, 18]), 18, 18)
+        .unwrap();
     let ns = BoostedTsvMerge {
-        orthogonalizer: Orthogonalizer::NewtonSchulz { iters: 30, tol: 1e-5 },
+        orthogonalizer: Orthogonalizer::NewtonSchulz {
+            iters: 30,
+            tol: 1e-5,
+        },
         ..BoostedTsvMerge::default()
     }
     .merge_matrix(&input(taus, &w, &[18, 18]), 18, 18)
@@ -207,7 +251,10 @@ fn boosted_tsv_newton_schulz_close_to_svd() {
 #[test]
 fn dare_is_deterministic_and_unbiased_in_scale() {
     let tau = vec![1.0f32; 20000];
-    let d = Dare { p: 0.8, rescale: true };
+    let d = Dare {
+        p: 0.8,
+        rescale: true,
+    };
     let mut a = vec![tau.clone(), tau.clone()];
     let mut b = a.clone();
     d.apply("x", 3, &mut a);
@@ -226,6 +273,11 @@ fn dare_is_deterministic_and_unbiased_in_scale() {
 #[test]
 fn ties_single_expert_full_density_is_identity() {
     let tau = low_rank(90, 6, 5, 2, 0.1);
-    let d = Ties { density: 1.0, lambda: 1.0 }.merge_vector(&input(vec![tau.clone()], &[1.0], &[30])).unwrap();
+    let d = Ties {
+        density: 1.0,
+        lambda: 1.0,
+    }
+    .merge_vector(&input(vec![tau.clone()], &[1.0], &[30]))
+    .unwrap();
     assert_eq!(d, tau);
 }

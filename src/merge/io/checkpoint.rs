@@ -24,7 +24,12 @@ pub enum Format {
 impl Format {
     /// Guess the format from the file extension.
     pub fn from_path(path: &Path) -> Option<Format> {
-        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref()
+        {
             Some("safetensors") => Some(Format::Safetensors),
             Some("onnx") => Some(Format::Onnx),
             _ => None,
@@ -50,6 +55,12 @@ pub enum Payload {
         segments: Vec<(usize, usize, WireType)>,
     },
 }
+
+/// Value byte ranges `(start, end, wire type)` of a typed ONNX field.
+pub type Segments = Vec<(usize, usize, WireType)>;
+
+/// A parsed tensor directory plus the file's free-form metadata.
+pub type Directory = (Vec<TensorEntry>, Vec<(String, String)>);
 
 /// One tensor of a checkpoint.
 #[derive(Debug, Clone)]
@@ -90,20 +101,30 @@ impl Checkpoint {
     /// Open and index a checkpoint (reads only headers / the protobuf skeleton).
     pub fn open(path: &Path) -> Result<Checkpoint> {
         let format = Format::from_path(path).ok_or_else(|| {
-            MergeError::input(path, "unknown checkpoint format: expected a .safetensors or .onnx file")
+            MergeError::input(
+                path,
+                "unknown checkpoint format: expected a .safetensors or .onnx file",
+            )
         })?;
-        let file = std::fs::File::open(path).map_err(|e| MergeError::input(path, format!("cannot open: {e}")))?;
+        let file = std::fs::File::open(path)
+            .map_err(|e| MergeError::input(path, format!("cannot open: {e}")))?;
         // SAFETY: the file is mapped read-only; we document that inputs must not be modified while
         // a merge runs (as every mmap-based loader does).
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| MergeError::input(path, format!("cannot map: {e}")))?;
+        let mmap = unsafe { Mmap::map(&file) }
+            .map_err(|e| MergeError::input(path, format!("cannot map: {e}")))?;
         let (tensors, metadata) = match format {
-            Format::Safetensors => super::safetensors::parse(&mmap).map_err(|m| MergeError::input(path, m))?,
+            Format::Safetensors => {
+                super::safetensors::parse(&mmap).map_err(|m| MergeError::input(path, m))?
+            }
             Format::Onnx => super::onnx::parse(&mmap).map_err(|m| MergeError::input(path, m))?,
         };
         let mut index = HashMap::with_capacity(tensors.len());
         for (i, t) in tensors.iter().enumerate() {
             if index.insert(t.name.clone(), i).is_some() {
-                return Err(MergeError::input(path, format!("tensor `{}` appears twice", t.name)));
+                return Err(MergeError::input(
+                    path,
+                    format!("tensor `{}` appears twice", t.name),
+                ));
             }
         }
         Ok(Checkpoint {
@@ -134,7 +155,10 @@ impl Checkpoint {
         if end > start {
             // SAFETY: read-only private file mapping; dropped pages are re-read from the file on
             // the next access, so no data visible to us changes.
-            let _ = unsafe { self.mmap.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) };
+            let _ = unsafe {
+                self.mmap
+                    .unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start)
+            };
         }
     }
 
@@ -153,7 +177,9 @@ impl Checkpoint {
     pub fn read_f32(&self, idx: usize) -> Result<Vec<f32>> {
         let t = &self.tensors[idx];
         let out = match &t.payload {
-            Payload::Raw { offset, len } => decode_f32(t.dtype, &self.mmap[*offset..*offset + *len]),
+            Payload::Raw { offset, len } => {
+                decode_f32(t.dtype, &self.mmap[*offset..*offset + *len])
+            }
             Payload::Typed { field, segments } => {
                 let mut v = Vec::with_capacity(t.numel());
                 match (field, t.dtype) {
@@ -168,14 +194,22 @@ impl Checkpoint {
                         }
                     }
                     (5, DType::F16) | (5, DType::BF16) => {
-                        let ints = self.varints(segments).map_err(|m| MergeError::input(&self.path, m))?;
-                        let bytes: Vec<u8> = ints.iter().flat_map(|x| (*x as u16).to_le_bytes()).collect();
+                        let ints = self
+                            .varints(segments)
+                            .map_err(|m| MergeError::input(&self.path, m))?;
+                        let bytes: Vec<u8> = ints
+                            .iter()
+                            .flat_map(|x| (*x as u16).to_le_bytes())
+                            .collect();
                         v = decode_f32(t.dtype, &bytes);
                     }
                     _ => {
                         return Err(MergeError::input(
                             &self.path,
-                            format!("tensor `{}`: unsupported ONNX encoding (field {field} for {})", t.name, t.dtype),
+                            format!(
+                                "tensor `{}`: unsupported ONNX encoding (field {field} for {})",
+                                t.name, t.dtype
+                            ),
                         ))
                     }
                 }
@@ -186,13 +220,22 @@ impl Checkpoint {
         if out.len() != t.numel() {
             return Err(MergeError::input(
                 &self.path,
-                format!("tensor `{}` holds {} values but its shape {:?} needs {}", t.name, out.len(), t.shape, t.numel()),
+                format!(
+                    "tensor `{}` holds {} values but its shape {:?} needs {}",
+                    t.name,
+                    out.len(),
+                    t.shape,
+                    t.numel()
+                ),
             ));
         }
         Ok(out)
     }
 
-    fn varints(&self, segments: &[(usize, usize, WireType)]) -> std::result::Result<Vec<u64>, String> {
+    fn varints(
+        &self,
+        segments: &[(usize, usize, WireType)],
+    ) -> std::result::Result<Vec<u64>, String> {
         let mut out = Vec::new();
         for &(s, e, w) in segments {
             if w == WireType::Varint {
@@ -217,11 +260,18 @@ impl Checkpoint {
         let out = match &t.payload {
             Payload::Raw { offset, len } => self.mmap[*offset..*offset + *len].to_vec(),
             Payload::Typed { field, segments } => match field {
-                4 | 10 | 6 => segments.iter().flat_map(|&(s, e, _)| self.mmap[s..e].iter().copied()).collect(),
+                4 | 10 | 6 => segments
+                    .iter()
+                    .flat_map(|&(s, e, _)| self.mmap[s..e].iter().copied())
+                    .collect(),
                 5 | 7 | 11 => {
-                    let ints = self.varints(segments).map_err(|m| MergeError::input(&self.path, m))?;
+                    let ints = self
+                        .varints(segments)
+                        .map_err(|m| MergeError::input(&self.path, m))?;
                     let size = t.dtype.size().unwrap_or(8);
-                    ints.iter().flat_map(|x| x.to_le_bytes()[..size].to_vec()).collect()
+                    ints.iter()
+                        .flat_map(|x| x.to_le_bytes()[..size].to_vec())
+                        .collect()
                 }
                 _ => Vec::new(),
             },

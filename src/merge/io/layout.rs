@@ -113,8 +113,14 @@ fn out_err(path: &Path, e: std::io::Error) -> MergeError {
 impl AtomicOutput {
     /// Create the temporary file and write the skeleton (everything but the payloads).
     pub fn create(path: &Path, layout: &Layout, template: Option<&[u8]>) -> Result<AtomicOutput> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let fname = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "merged".into());
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let fname = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "merged".into());
         let tmp = dir.join(format!(".{fname}.tmp-{}", std::process::id()));
         let file = File::create(&tmp).map_err(|e| out_err(path, e))?;
         let out = AtomicOutput {
@@ -137,7 +143,8 @@ impl AtomicOutput {
                     }
                     Chunk::Copy { offset, len } => {
                         let t = template.expect("layout copies from a template");
-                        w.write_all(&t[*offset..*offset + *len]).map_err(|e| out_err(path, e))?;
+                        w.write_all(&t[*offset..*offset + *len])
+                            .map_err(|e| out_err(path, e))?;
                         pos += *len as u64;
                     }
                     Chunk::Payload { len, .. } => {
@@ -169,10 +176,17 @@ impl AtomicOutput {
         if bytes.len() as u64 != len {
             return Err(out_err(
                 &self.path,
-                std::io::Error::other(format!("payload {id} is {} bytes, layout expects {len}", bytes.len())),
+                std::io::Error::other(format!(
+                    "payload {id} is {} bytes, layout expects {len}",
+                    bytes.len()
+                )),
             ));
         }
-        self.file.as_ref().unwrap().write_all_at(bytes, off).map_err(|e| out_err(&self.path, e))
+        self.file
+            .as_ref()
+            .unwrap()
+            .write_all_at(bytes, off)
+            .map_err(|e| out_err(&self.path, e))
     }
 
     /// Flush to disk and atomically move the file into place.

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::checkpoint::{Payload, TensorEntry};
+use super::checkpoint::{Directory, Payload, Segments, TensorEntry};
 use super::layout::Layout;
 use super::proto::{fields, read_varint, write_len_header, Field, WireType};
 use crate::merge::dtype::DType;
@@ -33,7 +33,7 @@ fn parse_tensor(file: &[u8], base: usize, msg: &[u8]) -> Result<TensorEntry, Str
     let mut dims: Vec<usize> = Vec::new();
     let mut dtype_code = 0u64;
     let mut raw: Option<(usize, usize)> = None;
-    let mut typed: Option<(u32, Vec<(usize, usize, WireType)>)> = None;
+    let mut typed: Option<(u32, Segments)> = None;
     let mut external = false;
     for f in fields(msg)? {
         match f.number {
@@ -75,7 +75,10 @@ fn parse_tensor(file: &[u8], base: usize, msg: &[u8]) -> Result<TensorEntry, Str
     let payload = match (raw, typed) {
         (Some((offset, len)), _) => Payload::Raw { offset, len },
         (None, Some((field, segments))) => Payload::Typed { field, segments },
-        (None, None) => Payload::Raw { offset: base, len: 0 },
+        (None, None) => Payload::Raw {
+            offset: base,
+            len: 0,
+        },
     };
     let dtype = DType::from_onnx(dtype_code);
     let t = TensorEntry {
@@ -98,14 +101,15 @@ fn parse_tensor(file: &[u8], base: usize, msg: &[u8]) -> Result<TensorEntry, Str
 }
 
 /// Parse the initializers of the main graph and the model's `metadata_props`.
-pub fn parse(buf: &[u8]) -> Result<(Vec<TensorEntry>, Vec<(String, String)>), String> {
+pub fn parse(buf: &[u8]) -> Result<Directory, String> {
     let g = graph_field(buf)?;
     let graph = &buf[g.value_start..g.end];
     let mut tensors = Vec::new();
     for f in fields(graph).map_err(|e| format!("corrupt ONNX graph: {e}"))? {
         if f.number == 5 && f.wire == WireType::Len {
             let msg = &graph[f.value_start..f.end];
-            let t = parse_tensor(buf, g.value_start + f.value_start, msg).map_err(|e| format!("corrupt initializer: {e}"))?;
+            let t = parse_tensor(buf, g.value_start + f.value_start, msg)
+                .map_err(|e| format!("corrupt initializer: {e}"))?;
             tensors.push(t);
         }
     }
@@ -150,7 +154,10 @@ pub fn template_layout(
             out.extend(graph);
         } else if f.number == 14 && f.wire == WireType::Len {
             let msg = &template[f.value_start..f.end];
-            let key = fields(msg)?.into_iter().find(|e| e.number == 1).map(|e| str_of(msg, &e));
+            let key = fields(msg)?
+                .into_iter()
+                .find(|e| e.number == 1)
+                .map(|e| str_of(msg, &e));
             if key.is_some_and(|k| metadata.iter().any(|(mk, _)| *mk == k)) {
                 continue;
             }
@@ -173,7 +180,11 @@ pub fn template_layout(
     Ok(out)
 }
 
-fn graph_layout(buf: &[u8], g: &Field, replace: &HashMap<String, (usize, u64)>) -> Result<Layout, String> {
+fn graph_layout(
+    buf: &[u8],
+    g: &Field,
+    replace: &HashMap<String, (usize, u64)>,
+) -> Result<Layout, String> {
     let graph = &buf[g.value_start..g.end];
     let mut out = Layout::default();
     for f in fields(graph)? {
@@ -181,7 +192,11 @@ fn graph_layout(buf: &[u8], g: &Field, replace: &HashMap<String, (usize, u64)>) 
         if f.number == 5 && f.wire == WireType::Len {
             let msg = &graph[f.value_start..f.end];
             let tf = fields(msg)?;
-            let name = tf.iter().find(|e| e.number == 8).map(|e| str_of(msg, e)).unwrap_or_default();
+            let name = tf
+                .iter()
+                .find(|e| e.number == 8)
+                .map(|e| str_of(msg, e))
+                .unwrap_or_default();
             if let Some(&(id, len)) = replace.get(&name) {
                 let base = g.value_start + f.value_start;
                 let mut t = Layout::default();

@@ -6,13 +6,16 @@
 
 use serde_json::{Map, Value};
 
-use super::checkpoint::{Payload, TensorEntry};
+use super::checkpoint::{Directory, Payload, TensorEntry};
 use crate::merge::dtype::DType;
 
 /// Parse the directory of a mapped safetensors file.
-pub fn parse(buf: &[u8]) -> Result<(Vec<TensorEntry>, Vec<(String, String)>), String> {
+pub fn parse(buf: &[u8]) -> Result<Directory, String> {
     if buf.len() < 8 {
-        return Err(format!("truncated safetensors file: {} bytes, not even an 8-byte header length", buf.len()));
+        return Err(format!(
+            "truncated safetensors file: {} bytes, not even an 8-byte header length",
+            buf.len()
+        ));
     }
     let n = u64::from_le_bytes(buf[..8].try_into().unwrap()) as usize;
     if n > buf.len() - 8 {
@@ -21,8 +24,11 @@ pub fn parse(buf: &[u8]) -> Result<(Vec<TensorEntry>, Vec<(String, String)>), St
             buf.len() - 8
         ));
     }
-    let header: Value = serde_json::from_slice(&buf[8..8 + n]).map_err(|e| format!("safetensors header is not valid JSON: {e}"))?;
-    let obj = header.as_object().ok_or("safetensors header is not a JSON object")?;
+    let header: Value = serde_json::from_slice(&buf[8..8 + n])
+        .map_err(|e| format!("safetensors header is not valid JSON: {e}"))?;
+    let obj = header
+        .as_object()
+        .ok_or("safetensors header is not a JSON object")?;
     let data_start = 8 + n;
     let data_len = buf.len() - data_start;
     let mut tensors = Vec::new();
@@ -31,21 +37,37 @@ pub fn parse(buf: &[u8]) -> Result<(Vec<TensorEntry>, Vec<(String, String)>), St
         if name == "__metadata__" {
             if let Some(m) = v.as_object() {
                 for (k, val) in m {
-                    metadata.push((k.clone(), val.as_str().map(str::to_string).unwrap_or_else(|| val.to_string())));
+                    metadata.push((
+                        k.clone(),
+                        val.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| val.to_string()),
+                    ));
                 }
             }
             continue;
         }
         let bad = |what: &str| format!("tensor `{name}`: {what} in the safetensors header");
-        let dtype = DType::from_safetensors(v.get("dtype").and_then(Value::as_str).ok_or_else(|| bad("missing dtype"))?);
+        let dtype = DType::from_safetensors(
+            v.get("dtype")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("missing dtype"))?,
+        );
         let shape: Vec<usize> = v
             .get("shape")
             .and_then(Value::as_array)
             .ok_or_else(|| bad("missing shape"))?
             .iter()
-            .map(|d| d.as_u64().map(|x| x as usize).ok_or_else(|| bad("bad shape")))
+            .map(|d| {
+                d.as_u64()
+                    .map(|x| x as usize)
+                    .ok_or_else(|| bad("bad shape"))
+            })
             .collect::<Result<_, _>>()?;
-        let offs = v.get("data_offsets").and_then(Value::as_array).ok_or_else(|| bad("missing data_offsets"))?;
+        let offs = v
+            .get("data_offsets")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("missing data_offsets"))?;
         if offs.len() != 2 {
             return Err(bad("bad data_offsets"));
         }
@@ -64,7 +86,10 @@ pub fn parse(buf: &[u8]) -> Result<(Vec<TensorEntry>, Vec<(String, String)>), St
         if let Some(sz) = dtype.size() {
             let need = shape.iter().product::<usize>() * sz;
             if need != e - b {
-                return Err(bad(&format!("shape {shape:?} of {dtype} needs {need} bytes but data_offsets span {}", e - b)));
+                return Err(bad(&format!(
+                    "shape {shape:?} of {dtype} needs {need} bytes but data_offsets span {}",
+                    e - b
+                )));
             }
         }
         tensors.push(TensorEntry {
@@ -102,14 +127,20 @@ pub fn build_header(
     let mut rel = Vec::with_capacity(tensors.len());
     let mut off = 0u64;
     for (name, dt, shape) in tensors {
-        let dname = dt
-            .safetensors_name()
-            .ok_or_else(|| format!("tensor `{name}` has dtype {dt}, which safetensors cannot store"))?;
+        let dname = dt.safetensors_name().ok_or_else(|| {
+            format!("tensor `{name}` has dtype {dt}, which safetensors cannot store")
+        })?;
         let len = shape.iter().product::<usize>() as u64 * dt.size().unwrap() as u64;
         let mut t = Map::new();
         t.insert("dtype".into(), Value::String(dname.into()));
-        t.insert("shape".into(), Value::Array(shape.iter().map(|d| Value::from(*d as u64)).collect()));
-        t.insert("data_offsets".into(), Value::Array(vec![Value::from(off), Value::from(off + len)]));
+        t.insert(
+            "shape".into(),
+            Value::Array(shape.iter().map(|d| Value::from(*d as u64)).collect()),
+        );
+        t.insert(
+            "data_offsets".into(),
+            Value::Array(vec![Value::from(off), Value::from(off + len)]),
+        );
         obj.insert(name.clone(), Value::Object(t));
         rel.push(off);
         off += len;

@@ -91,7 +91,9 @@ impl MergeMethod for BoostedTsvMerge {
     fn describe(&self) -> String {
         let orth = match self.orthogonalizer {
             Orthogonalizer::Svd => "svd".to_string(),
-            Orthogonalizer::NewtonSchulz { iters, tol } => format!("newton-schulz(iters<={iters}, tol={tol})"),
+            Orthogonalizer::NewtonSchulz { iters, tol } => {
+                format!("newton-schulz(iters<={iters}, tol={tol})")
+            }
         };
         format!(
             "BoostedTSV-M (alpha={}, beta={} on sigma^2 energy, orthogonalizer={orth})",
@@ -103,8 +105,20 @@ impl MergeMethod for BoostedTsvMerge {
         true
     }
 
-    fn merge_matrix(&self, t: &TensorInput<'_>, rows: usize, cols: usize) -> Result<Vec<f32>, String> {
-        tsv_core(&t.weighted(), rows, cols, self.alpha, Some(self.beta), self.orthogonalizer)
+    fn merge_matrix(
+        &self,
+        t: &TensorInput<'_>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, String> {
+        tsv_core(
+            &t.weighted(),
+            rows,
+            cols,
+            self.alpha,
+            Some(self.beta),
+            self.orthogonalizer,
+        )
     }
 
     fn merge_vector(&self, t: &TensorInput<'_>) -> Result<Vec<f32>, String> {

@@ -34,7 +34,7 @@ impl MergeMethod for Ties {
     }
 
     fn merge_vector(&self, t: &TensorInput<'_>) -> Result<Vec<f32>, String> {
-        let mut stack = t.weighted();
+        let mut stack = t.weighted().into_owned();
         for x in stack.iter_mut() {
             ties_trim(x, self.density);
         }

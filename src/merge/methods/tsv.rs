@@ -33,15 +33,30 @@ impl MergeMethod for TsvMerge {
     }
 
     fn describe(&self) -> String {
-        format!("TSV-M (alpha={}, floor(r/K) triplets per task, SVD polar)", self.alpha)
+        format!(
+            "TSV-M (alpha={}, floor(r/K) triplets per task, SVD polar)",
+            self.alpha
+        )
     }
 
     fn is_spectral(&self) -> bool {
         true
     }
 
-    fn merge_matrix(&self, t: &TensorInput<'_>, rows: usize, cols: usize) -> Result<Vec<f32>, String> {
-        tsv_core(&t.weighted(), rows, cols, self.alpha, None, Orthogonalizer::Svd)
+    fn merge_matrix(
+        &self,
+        t: &TensorInput<'_>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, String> {
+        tsv_core(
+            &t.weighted(),
+            rows,
+            cols,
+            self.alpha,
+            None,
+            Orthogonalizer::Svd,
+        )
     }
 
     fn merge_vector(&self, t: &TensorInput<'_>) -> Result<Vec<f32>, String> {
@@ -66,7 +81,12 @@ pub struct TsvBases {
 
 /// Decompose every task vector and concatenate the top `max(1, ⌊r/K⌋)` triplets of each.
 /// With `boost_beta`, the kept singular values are boosted (see [`boost_spectrum`]).
-pub fn tsv_bases(taus: &[Vec<f32>], rows: usize, cols: usize, boost_beta: Option<f64>) -> Result<TsvBases, String> {
+pub fn tsv_bases(
+    taus: &[Vec<f32>],
+    rows: usize,
+    cols: usize,
+    boost_beta: Option<f64>,
+) -> Result<TsvBases, String> {
     let k = taus.len();
     let r = rows.min(cols);
     let per = (r / k.max(1)).clamp(1, r.max(1));
@@ -80,14 +100,19 @@ pub fn tsv_bases(taus: &[Vec<f32>], rows: usize, cols: usize, boost_beta: Option
         if let Some(beta) = boost_beta {
             boost_spectrum(&d.s, &mut si, beta);
         }
-        for j in 0..per {
+        for (j, &sj) in si.iter().enumerate() {
             let c = i * per + j;
-            s[c] = si[j];
+            s[c] = sj;
             u.col_mut(c).copy_from(d.u.col(j));
             v.col_mut(c).copy_from(d.v.col(j));
         }
     }
-    Ok(TsvBases { u, s, v, per_task: per })
+    Ok(TsvBases {
+        u,
+        s,
+        v,
+        per_task: per,
+    })
 }
 
 /// Full TSV-M on one matrix (weights already applied). Shared with BoostedTSV-M.
@@ -112,7 +137,12 @@ pub fn tsv_core(
 }
 
 /// Orthogonalise both concatenated bases with the chosen method.
-pub fn orthogonalize_pair(u: &Mat<f32>, v: &Mat<f32>, k: usize, orth: Orthogonalizer) -> Result<(Mat<f32>, Mat<f32>), String> {
+pub fn orthogonalize_pair(
+    u: &Mat<f32>,
+    v: &Mat<f32>,
+    k: usize,
+    orth: Orthogonalizer,
+) -> Result<(Mat<f32>, Mat<f32>), String> {
     Ok(match orth {
         Orthogonalizer::Svd => (polar_svd(u.as_ref())?, polar_svd(v.as_ref())?),
         Orthogonalizer::NewtonSchulz { iters, tol } => {
