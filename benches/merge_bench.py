@@ -8,7 +8,7 @@ peak RSS (ru_maxrss of the child) are reported, and the outputs are compared.
 
     nice python benches/merge_bench.py [--tensors 24] [--dim 2048] [--threads 2] [--keep]
 
-Needs: numpy, torch, safetensors (Python), and a release build of thunder-merge
+Needs: numpy, torch, safetensors (Python), GNU time (/usr/bin/time), and a release build of thunder-merge
 (`cargo build --release --bin thunder-merge`; the script builds it if missing).
 The PyTorch side loads the checkpoints with safetensors.torch.load_file (the usual way), merges
 tensor by tensor with torch.linalg.svd, and saves with safetensors.torch.save_file.
@@ -112,14 +112,17 @@ def torch_merge(method, d, k, out_path, threads):
 
 # ------------------------------------------------------------------ harness
 def run_child(cmd):
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    err = p.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{cmd} failed:\n{err}")
-    return wall, ru.ru_maxrss / 1024.0  # MiB
+    """Wall time (s) and peak RSS (MiB) of a command, measured by GNU time: the rusage of a
+    child forked from this (large) Python process would include the parent's pre-exec RSS."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        t0 = time.perf_counter()
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", tf.name] + cmd,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wall = time.perf_counter() - t0
+        if p.returncode != 0:
+            raise RuntimeError(f"{cmd} failed:\n{p.stderr.decode()}")
+        kib = int(tf.read().strip().splitlines()[-1])
+    return wall, kib / 1024.0
 
 
 def compare(a, b):

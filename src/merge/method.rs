@@ -95,12 +95,38 @@ pub fn weighted_mean(taus: &[Vec<f32>], weights: &[f32]) -> Vec<f32> {
     out
 }
 
-/// The `kth` smallest (1-based) absolute value of `x`.
+/// The `kth` smallest (1-based) absolute value of `x` (finite values).
+///
+/// Radix select on the IEEE bit patterns (for non-negative floats the bit order is the value
+/// order): a histogram of the top 16 bits of `|x|` finds the bucket holding the answer, then an
+/// exact selection runs on that bucket only. Two linear passes instead of a comparison-based
+/// selection over the whole tensor.
 pub fn kth_smallest_abs(x: &[f32], kth: usize) -> f32 {
-    let mut a: Vec<f32> = x.iter().map(|v| v.abs()).collect();
-    let idx = kth.clamp(1, a.len()) - 1;
-    let (_, v, _) = a.select_nth_unstable_by(idx, |p, q| p.total_cmp(q));
-    *v
+    if x.is_empty() {
+        return 0.0;
+    }
+    let kth = kth.clamp(1, x.len());
+    let mut hist = vec![0usize; 1 << 16];
+    for v in x {
+        hist[((v.to_bits() & 0x7fff_ffff) >> 16) as usize] += 1;
+    }
+    let mut below = 0usize;
+    let mut bucket = 0u32;
+    for (i, &h) in hist.iter().enumerate() {
+        if below + h >= kth {
+            bucket = i as u32;
+            break;
+        }
+        below += h;
+    }
+    let mut cand: Vec<u32> = x
+        .iter()
+        .map(|v| v.to_bits() & 0x7fff_ffff)
+        .filter(|b| b >> 16 == bucket)
+        .collect();
+    let idx = kth - below - 1;
+    let (_, v, _) = cand.select_nth_unstable(idx);
+    f32::from_bits(*v)
 }
 
 /// TIES trimming: keep the `⌊d·density⌋` largest-magnitude entries of `x` (ties at the
