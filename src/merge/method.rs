@@ -129,8 +129,9 @@ pub fn kth_smallest_abs(x: &[f32], kth: usize) -> f32 {
     f32::from_bits(*v)
 }
 
-/// TIES trimming: keep the `⌊d·density⌋` largest-magnitude entries of `x` (ties at the
-/// threshold are kept, as in the reference `kthvalue` implementation), zero the rest.
+/// TIES trimming as in the reference `topk_values_mask`: with `kth = d − ⌊d·density⌋`, zero
+/// every entry whose magnitude is below the `kth` smallest magnitude. Entries equal to that
+/// threshold are kept, so (without ties) `⌊d·density⌋ + 1` entries survive, like the reference.
 pub fn ties_trim(x: &mut [f32], density: f64) {
     let d = x.len();
     if d == 0 || density >= 1.0 {
@@ -214,4 +215,45 @@ pub fn disjoint_mean(stack: &[Vec<f32>], signs: &[f32], coeffs: &[f32]) -> Vec<f
         .zip(&cnt)
         .map(|(s, &c)| s / (c.max(1) as f32))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn radix_select_matches_sorting() {
+        let x: Vec<f32> = (0..5000)
+            .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * if i % 3 == 0 { 1e-3 } else { 1.0 })
+            .collect();
+        let mut sorted: Vec<f32> = x.iter().map(|v| v.abs()).collect();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        for kth in [1, 2, 17, 2500, 4999, 5000] {
+            assert_eq!(kth_smallest_abs(&x, kth), sorted[kth - 1], "kth={kth}");
+        }
+    }
+
+    #[test]
+    fn sign_election_and_disjoint_mean() {
+        let stack = vec![
+            vec![1.0, -2.0, 0.0, 1.0, 2.0],
+            vec![3.0, 1.0, 0.0, -1.0, 1.0],
+        ];
+        let s = elect_signs(&stack);
+        // masses [4, -1, 0, 0, 3]: zero masses take the majority sign of the tensor (+1)
+        assert_eq!(s, vec![1.0, -1.0, 1.0, 1.0, 1.0]);
+        let m = disjoint_mean(&stack, &s, &[1.0, 1.0]);
+        assert_eq!(m, vec![2.0, -2.0, 0.0, 1.0, 1.5]);
+        // no majority: zero masses stay 0
+        let tie = vec![vec![1.0, -1.0, 0.0]];
+        assert_eq!(elect_signs(&tie), vec![1.0, -1.0, 0.0]);
+    }
+
+    #[test]
+    fn ties_trim_keeps_top_density() {
+        let mut x = vec![0.1, -5.0, 0.3, 4.0, -0.2, 0.0, 1.0, 2.0, -3.0, 0.05];
+        // d = 10, density 0.3: threshold = 7th smallest magnitude (2.0), entries >= it are kept
+        ties_trim(&mut x, 0.3);
+        assert_eq!(x, vec![0.0, -5.0, 0.0, 4.0, 0.0, 0.0, 0.0, 2.0, -3.0, 0.0]);
+    }
 }

@@ -45,6 +45,8 @@
 //! plan.execute(RunOptions { progress: true }).unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod dtype;
 pub mod engine;
 pub mod error;

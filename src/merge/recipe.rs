@@ -459,3 +459,18 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     }
     pi == p.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.norm.*", "blocks.3.norm.weight"));
+        assert!(glob_match("head.*", "head.weight"));
+        assert!(!glob_match("head.*", "blocks.head"));
+        assert!(glob_match("blocks.?.attn*", "blocks.7.attn.qkv"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("a*b", "acbd"));
+    }
+}

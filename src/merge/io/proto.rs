@@ -118,3 +118,34 @@ pub fn fields(buf: &[u8]) -> Result<Vec<Field>, String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip() {
+        for v in [0u64, 1, 127, 128, 300, 1 << 35, u64::MAX] {
+            let mut b = Vec::new();
+            write_varint(&mut b, v);
+            assert_eq!(b.len(), varint_len(v));
+            assert_eq!(read_varint(&b, 0).unwrap(), (v, b.len()));
+        }
+    }
+
+    #[test]
+    fn walks_fields_and_rejects_truncation() {
+        let mut m = Vec::new();
+        write_varint(&mut m, 1 << 3); // field 1, varint
+        write_varint(&mut m, 8);
+        write_len_header(&mut m, 7, 3);
+        m.extend_from_slice(b"abc");
+        let f = fields(&m).unwrap();
+        assert_eq!((f[0].number, f[0].varint), (1, 8));
+        assert_eq!(
+            (f[1].number, &m[f[1].value_start..f[1].end]),
+            (7, &b"abc"[..])
+        );
+        assert!(fields(&m[..m.len() - 1]).unwrap_err().contains("truncated"));
+    }
+}
