@@ -92,6 +92,10 @@ fn route_of(recipe: &Recipe, name: &str, dtype: DType, shape: &[usize]) -> Route
     if recipe.exclude.iter().any(|p| glob_match(p, name)) {
         return Route::Vector { excluded: true };
     }
+    if shape.contains(&0) {
+        // empty tensor: nothing to decompose
+        return Route::Vector { excluded: false };
+    }
     match shape.len() {
         2 => Route::Matrix {
             rows: shape[0],

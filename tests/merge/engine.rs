@@ -201,6 +201,59 @@ fn dry_run_describes_routes() {
 }
 
 #[test]
+fn more_experts_than_rank_and_empty_tensors() {
+    // K = 4 > min(m, n) = 2 for the 2 × 5 matrix (TSV-M keeps one triplet per task), and a
+    // zero-sized tensor
+    let dir = tempfile::tempdir().unwrap();
+    let mk = |s: f32| -> Vec<(&str, Vec<usize>, Vec<f32>)> {
+        vec![
+            (
+                "w",
+                vec![2, 5],
+                vals(9, 10, 1.0)
+                    .iter()
+                    .zip(vals((s * 100.0) as u32, 10, s))
+                    .map(|(a, b)| a + b)
+                    .collect(),
+            ),
+            ("empty", vec![0, 3], vec![]),
+        ]
+    };
+    write_safetensors(&dir.path().join("base.safetensors"), &mk(0.0));
+    for i in 0..4 {
+        write_safetensors(
+            &dir.path().join(format!("e{i}.safetensors")),
+            &mk(0.1 + i as f32 * 0.05),
+        );
+    }
+    for m in [
+        "name = \"tsv-m\"",
+        "name = \"boosted-tsv-m\"",
+        "name = \"drm\"",
+        "name = \"iso-c\"",
+        "name = \"ties\"",
+    ] {
+        let rep = Plan::new(recipe(
+            dir.path(),
+            4,
+            m,
+            "[svc]\nalpha = 0.25",
+            "m.safetensors",
+        ))
+        .unwrap()
+        .execute(RunOptions::default())
+        .unwrap();
+        assert_eq!((rep.matrix, rep.vector), (1, 1), "{m}");
+        let out = Checkpoint::open(&dir.path().join("m.safetensors")).unwrap();
+        assert!(out
+            .read_f32(out.find("w").unwrap())
+            .unwrap()
+            .iter()
+            .all(|x| x.is_finite()));
+    }
+}
+
+#[test]
 fn write_helper_roundtrips() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("x.safetensors");
