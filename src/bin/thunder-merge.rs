@@ -100,9 +100,7 @@ fn parse_value(s: &str) -> Value {
 }
 
 fn sub_table<'a>(t: &'a mut Table, key: &str) -> Result<&'a mut Table, MergeError> {
-    let entry = t
-        .entry(key.to_string())
-        .or_insert_with(|| Value::Table(Table::new()));
+    let entry = t.entry(key.to_string()).or_insert_with(|| Value::Table(Table::new()));
     if let Value::String(name) = entry {
         let mut nt = Table::new();
         nt.insert("name".into(), Value::String(name.clone()));
@@ -125,12 +123,11 @@ fn cwd_path(p: &Path) -> Value {
 fn build_recipe(a: &Args) -> Result<Recipe, MergeError> {
     let (mut table, dir) = match &a.recipe {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| {
-                MergeError::Recipe(format!("cannot read recipe {}: {e}", p.display()))
-            })?;
-            let t: Table = text.parse().map_err(|e| {
-                MergeError::Recipe(format!("{} is not valid TOML: {e}", p.display()))
-            })?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| MergeError::Recipe(format!("cannot read recipe {}: {e}", p.display())))?;
+            let t: Table = text
+                .parse()
+                .map_err(|e| MergeError::Recipe(format!("{} is not valid TOML: {e}", p.display())))?;
             let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
             (t, dir)
         }
@@ -259,20 +256,10 @@ fn main() -> ExitCode {
             return Ok(None);
         }
         if !args.quiet {
-            eprint!(
-                "{}",
-                plan.describe()
-                    .lines()
-                    .take(8)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
+            eprint!("{}", plan.describe().lines().take(8).collect::<Vec<_>>().join("\n"));
             eprintln!();
         }
-        plan.execute(RunOptions {
-            progress: !args.quiet,
-        })
-        .map(Some)
+        plan.execute(RunOptions { progress: !args.quiet }).map(Some)
     });
     match result {
         Ok(None) => ExitCode::SUCCESS,

@@ -162,9 +162,7 @@ pub fn decode_f32(dt: DType, bytes: &[u8]) -> Vec<f32> {
 pub fn encode_f32(dt: DType, values: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(values.len() * dt.size().unwrap_or(4));
     match dt {
-        DType::F32 => values
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         DType::F64 => values
             .iter()
             .for_each(|v| out.extend_from_slice(&(*v as f64).to_le_bytes())),

@@ -122,9 +122,7 @@ impl Plan {
     /// Open every input and validate it against the base. No tensor data is read.
     pub fn new(recipe: Recipe) -> Result<Plan> {
         if recipe.experts.is_empty() {
-            return Err(MergeError::Recipe(
-                "no experts (K = 0): nothing to merge".into(),
-            ));
+            return Err(MergeError::Recipe("no experts (K = 0): nothing to merge".into()));
         }
         for out in &recipe.outputs {
             if Format::from_path(out).is_none() {
@@ -255,13 +253,7 @@ impl Plan {
         );
         let _ = writeln!(s, "  experts  K = {}", r.experts.len());
         for (i, e) in r.experts.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "    [{}] {} (weight {})",
-                i + 1,
-                e.path.display(),
-                e.weight
-            );
+            let _ = writeln!(s, "    [{}] {} (weight {})", i + 1, e.path.display(), e.weight);
         }
         let _ = writeln!(s, "  method   {}", r.method.describe());
         let _ = writeln!(
@@ -350,8 +342,7 @@ impl Plan {
         }
         let src = |role: &str, p: &Path, w: Option<f32>| {
             let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-            let mut o =
-                serde_json::json!({"role": role, "path": p.display().to_string(), "bytes": bytes});
+            let mut o = serde_json::json!({"role": role, "path": p.display().to_string(), "bytes": bytes});
             if let Some(w) = w {
                 o["weight"] = serde_json::json!(w);
             }
@@ -367,10 +358,7 @@ impl Plan {
                 "thunder.merge.sources".into(),
                 serde_json::Value::Array(sources).to_string(),
             ),
-            (
-                "thunder.merge.version".into(),
-                env!("CARGO_PKG_VERSION").into(),
-            ),
+            ("thunder.merge.version".into(), env!("CARGO_PKG_VERSION").into()),
         ]
     }
 
@@ -394,8 +382,7 @@ impl Plan {
                         .cloned()
                         .collect();
                     all_meta.extend(meta.iter().cloned());
-                    let (header, offs) =
-                        safetensors::build_header(&list, &all_meta).map_err(MergeError::Recipe)?;
+                    let (header, offs) = safetensors::build_header(&list, &all_meta).map_err(MergeError::Recipe)?;
                     let mut layout = Layout::default();
                     layout.push_bytes(header);
                     for (id, t) in self.base.tensors.iter().enumerate() {
@@ -403,10 +390,7 @@ impl Plan {
                         debug_assert_eq!(layout.len, offs[id]);
                         layout.push_payload(id, len);
                     }
-                    outs.push((
-                        AtomicOutput::create(path, &layout, None)?,
-                        Format::Safetensors,
-                    ));
+                    outs.push((AtomicOutput::create(path, &layout, None)?, Format::Safetensors));
                 }
                 Some(Format::Onnx) => {
                     let template = self.graph.as_ref().unwrap_or(&self.base);
@@ -414,10 +398,7 @@ impl Plan {
                     for t in &template.tensors {
                         if t.dtype.is_float() {
                             let id = self.base.find(&t.name).expect("validated");
-                            replace.insert(
-                                t.name.clone(),
-                                (id, (t.numel() * t.dtype.size().unwrap()) as u64),
-                            );
+                            replace.insert(t.name.clone(), (id, (t.numel() * t.dtype.size().unwrap()) as u64));
                         }
                     }
                     let layout = onnx::template_layout(template.bytes(), &replace, &meta)
@@ -487,9 +468,7 @@ impl Plan {
             Route::Matrix { rows, cols, .. } => {
                 let d = r.method.merge_matrix(&input, rows, cols).map_err(numeric)?;
                 match &r.svc {
-                    Some(svc) => svc
-                        .calibrate(&d, &input.taus, rows, cols)
-                        .map_err(numeric)?,
+                    Some(svc) => svc.calibrate(&d, &input.taus, rows, cols).map_err(numeric)?,
                     None => d,
                 }
             }
@@ -497,9 +476,7 @@ impl Plan {
         };
         drop(input);
         if let Some(p) = delta.iter().position(|x| !x.is_finite()) {
-            return Err(numeric(format!(
-                "the merge produced a non-finite value at #{p}"
-            )));
+            return Err(numeric(format!("the merge produced a non-finite value at #{p}")));
         }
         let merged: Vec<f32> = base.iter().zip(&delta).map(|(b, d)| b + d).collect();
         Ok(encode_f32(t.dtype, &merged))
@@ -520,17 +497,14 @@ impl Plan {
         let mut order: Vec<usize> = (0..n).collect();
         // largest (most expensive) first; ties by index, so the schedule is reproducible
         order.sort_by_key(|&i| (std::cmp::Reverse(self.base.tensors[i].numel()), i));
-        let total: u64 = self
-            .base
-            .tensors
-            .iter()
-            .map(|t| t.numel().max(1) as u64)
-            .sum();
+        let total: u64 = self.base.tensors.iter().map(|t| t.numel().max(1) as u64).sum();
         let pb = if opts.progress {
             let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             pb.set_style(
-                ProgressStyle::with_template("merging {bar:40.cyan/blue} {percent:>3}% [{elapsed_precise} < {eta_precise}] {msg}")
-                    .unwrap(),
+                ProgressStyle::with_template(
+                    "merging {bar:40.cyan/blue} {percent:>3}% [{elapsed_precise} < {eta_precise}] {msg}",
+                )
+                .unwrap(),
             );
             pb
         } else {

@@ -78,12 +78,7 @@ pub fn polar_svd(a: MatRef<'_, f32>) -> Result<Mat<f32>, String> {
 /// `max|XᵀX − I|` on the retained directions drops below `tol`.
 /// Singular values that are exactly zero stay zero (the result is then a partial isometry).
 /// Returns the factor and the number of iterations used.
-pub fn polar_newton_schulz(
-    a: MatRef<'_, f32>,
-    scale: f32,
-    max_iters: usize,
-    tol: f32,
-) -> (Mat<f32>, usize) {
+pub fn polar_newton_schulz(a: MatRef<'_, f32>, scale: f32, max_iters: usize, tol: f32) -> (Mat<f32>, usize) {
     let inv = 1.0 / scale;
     let mut x = Mat::<f32>::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)] * inv);
     let k = x.ncols();
@@ -94,11 +89,7 @@ pub fn polar_newton_schulz(
         let mut err = 0.0f32;
         for j in 0..k {
             for i in 0..k {
-                let target = if i == j {
-                    g[(i, i)].round().clamp(0.0, 1.0)
-                } else {
-                    0.0
-                };
+                let target = if i == j { g[(i, i)].round().clamp(0.0, 1.0) } else { 0.0 };
                 err = err.max((g[(i, j)] - target).abs());
             }
         }

@@ -64,12 +64,7 @@ pub trait MergeMethod: Send + Sync + std::fmt::Debug {
     }
 
     /// Merge a `rows × cols` matrix (row-major task vectors).
-    fn merge_matrix(
-        &self,
-        t: &TensorInput<'_>,
-        rows: usize,
-        cols: usize,
-    ) -> Result<Vec<f32>, String> {
+    fn merge_matrix(&self, t: &TensorInput<'_>, rows: usize, cols: usize) -> Result<Vec<f32>, String> {
         let _ = (rows, cols);
         self.merge_vector(t)
     }
@@ -211,10 +206,7 @@ pub fn disjoint_mean(stack: &[Vec<f32>], signs: &[f32], coeffs: &[f32]) -> Vec<f
             }
         }
     }
-    sum.iter()
-        .zip(&cnt)
-        .map(|(s, &c)| s / (c.max(1) as f32))
-        .collect()
+    sum.iter().zip(&cnt).map(|(s, &c)| s / (c.max(1) as f32)).collect()
 }
 
 #[cfg(test)]
@@ -235,10 +227,7 @@ mod tests {
 
     #[test]
     fn sign_election_and_disjoint_mean() {
-        let stack = vec![
-            vec![1.0, -2.0, 0.0, 1.0, 2.0],
-            vec![3.0, 1.0, 0.0, -1.0, 1.0],
-        ];
+        let stack = vec![vec![1.0, -2.0, 0.0, 1.0, 2.0], vec![3.0, 1.0, 0.0, -1.0, 1.0]];
         let s = elect_signs(&stack);
         // masses [4, -1, 0, 0, 3]: zero masses take the majority sign of the tensor (+1)
         assert_eq!(s, vec![1.0, -1.0, 1.0, 1.0, 1.0]);

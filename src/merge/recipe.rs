@@ -144,9 +144,7 @@ impl<'a> Params<'a> {
 
 fn check_range(what: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
     if !(v >= lo && v <= hi) {
-        return Err(MergeError::Recipe(format!(
-            "{what} = {v} is out of range [{lo}, {hi}]"
-        )));
+        return Err(MergeError::Recipe(format!("{what} = {v} is out of range [{lo}, {hi}]")));
     }
     Ok(())
 }
@@ -236,10 +234,7 @@ fn dare_from_table(t: &Table) -> Result<Dare> {
     };
     p.finish()?;
     if !(0.0..1.0).contains(&d.p) {
-        return Err(MergeError::Recipe(format!(
-            "dare p = {} must be in [0, 1)",
-            d.p
-        )));
+        return Err(MergeError::Recipe(format!("dare p = {} must be in [0, 1)", d.p)));
     }
     Ok(d)
 }
@@ -286,8 +281,7 @@ impl Recipe {
     /// Build a recipe from a TOML table (the CLI merges its flags into this table first).
     pub fn from_table(table: Table, dir: &Path) -> Result<Recipe> {
         const KNOWN: [&str; 11] = [
-            "base", "experts", "method", "dare", "svc", "exclude", "seed", "threads", "outputs",
-            "output", "graph",
+            "base", "experts", "method", "dare", "svc", "exclude", "seed", "threads", "outputs", "output", "graph",
         ];
         for k in table.keys() {
             if !KNOWN.contains(&k.as_str()) {
@@ -299,9 +293,7 @@ impl Recipe {
         }
         let base = path_of(
             table.get("base").ok_or_else(|| {
-                MergeError::Recipe(
-                    "no base checkpoint: set `base` in the recipe or pass --base".into(),
-                )
+                MergeError::Recipe("no base checkpoint: set `base` in the recipe or pass --base".into())
             })?,
             "base",
             dir,
@@ -319,9 +311,8 @@ impl Recipe {
                     }),
                     Value::Table(t) => {
                         let path = path_of(
-                            t.get("path").ok_or_else(|| {
-                                MergeError::Recipe(format!("experts[{i}] has no `path`"))
-                            })?,
+                            t.get("path")
+                                .ok_or_else(|| MergeError::Recipe(format!("experts[{i}] has no `path`")))?,
                             "expert path",
                             dir,
                         )?;
@@ -331,11 +322,7 @@ impl Recipe {
                         p.finish()?;
                         experts.push(Expert { path, weight });
                     }
-                    _ => {
-                        return Err(MergeError::Recipe(format!(
-                            "experts[{i}] must be a path or a table"
-                        )))
-                    }
+                    _ => return Err(MergeError::Recipe(format!("experts[{i}] must be a path or a table"))),
                 }
             }
         }
@@ -351,11 +338,7 @@ impl Recipe {
                 t.insert("name".into(), Value::String(s.clone()));
                 method_from_table(&t)?
             }
-            Some(_) => {
-                return Err(MergeError::Recipe(
-                    "`method` must be a name or a table".into(),
-                ))
-            }
+            Some(_) => return Err(MergeError::Recipe("`method` must be a name or a table".into())),
             None => {
                 return Err(MergeError::Recipe(
                     "no merge method: set [method] name = … or pass --method".into(),
@@ -377,16 +360,12 @@ impl Recipe {
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|v| {
-                    v.as_str().map(str::to_string).ok_or_else(|| {
-                        MergeError::Recipe("exclude patterns must be strings".into())
-                    })
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| MergeError::Recipe("exclude patterns must be strings".into()))
                 })
                 .collect::<Result<_>>()?,
-            Some(_) => {
-                return Err(MergeError::Recipe(
-                    "`exclude` must be an array of glob patterns".into(),
-                ))
-            }
+            Some(_) => return Err(MergeError::Recipe("`exclude` must be an array of glob patterns".into())),
         };
         let int = |k: &str| -> Result<u64> {
             match table.get(k) {
@@ -411,10 +390,7 @@ impl Recipe {
                 Some(v) => outputs.push(path_of(v, "output", dir)?),
             }
         }
-        let graph = table
-            .get("graph")
-            .map(|v| path_of(v, "graph", dir))
-            .transpose()?;
+        let graph = table.get("graph").map(|v| path_of(v, "graph", dir)).transpose()?;
         let toml = toml::to_string(&table).unwrap_or_default();
         Ok(Recipe {
             base,

@@ -33,9 +33,7 @@ fn assert_no_output(dir: &Path) {
         .collect();
     names.sort();
     assert!(
-        names
-            .iter()
-            .all(|n| n == "base.safetensors" || n == "e.safetensors"),
+        names.iter().all(|n| n == "base.safetensors" || n == "e.safetensors"),
         "left behind: {names:?}"
     );
 }
@@ -45,17 +43,11 @@ fn mismatched_names() {
     let dir = tempfile::tempdir().unwrap();
     two(
         dir.path(),
-        &[
-            ("a.weight", vec![2, 2], vec![1.0; 4]),
-            ("a.b", vec![2], vec![0.0; 2]),
-        ],
+        &[("a.weight", vec![2, 2], vec![1.0; 4]), ("a.b", vec![2], vec![0.0; 2])],
     );
     let e = run(dir.path(), "\"e.safetensors\"").unwrap_err();
     let msg = e.to_string();
-    assert!(
-        matches!(e, MergeError::Mismatch { .. }) && e.exit_code() == 3,
-        "{msg}"
-    );
+    assert!(matches!(e, MergeError::Mismatch { .. }) && e.exit_code() == 3, "{msg}");
     assert!(
         msg.contains("a.bias") && msg.contains("e.safetensors") && msg.contains("missing"),
         "{msg}"
@@ -68,14 +60,9 @@ fn mismatched_shapes() {
     let dir = tempfile::tempdir().unwrap();
     two(
         dir.path(),
-        &[
-            ("a.weight", vec![4], vec![1.0; 4]),
-            ("a.bias", vec![2], vec![0.0; 2]),
-        ],
+        &[("a.weight", vec![4], vec![1.0; 4]), ("a.bias", vec![2], vec![0.0; 2])],
     );
-    let msg = run(dir.path(), "\"e.safetensors\"")
-        .unwrap_err()
-        .to_string();
+    let msg = run(dir.path(), "\"e.safetensors\"").unwrap_err().to_string();
     assert!(
         msg.contains("a.weight") && msg.contains("shape [4]") && msg.contains("e.safetensors"),
         "{msg}"
@@ -110,9 +97,7 @@ fn mismatched_dtypes() {
             ),
         ],
     );
-    let msg = run(dir.path(), "\"e.safetensors\"")
-        .unwrap_err()
-        .to_string();
+    let msg = run(dir.path(), "\"e.safetensors\"").unwrap_err().to_string();
     assert!(
         msg.contains("a.weight") && msg.contains("dtype F16") && msg.contains("F32"),
         "{msg}"
@@ -172,16 +157,11 @@ fn truncated_safetensors() {
     let e = run(dir.path(), "\"e.safetensors\"").unwrap_err();
     let msg = e.to_string();
     assert_eq!(e.exit_code(), 3);
-    assert!(
-        msg.contains("truncated") && msg.contains("e.safetensors"),
-        "{msg}"
-    );
+    assert!(msg.contains("truncated") && msg.contains("e.safetensors"), "{msg}");
     assert_no_output(dir.path());
     // a header cut short
     std::fs::write(&p, &bytes[..20]).unwrap();
-    let msg = run(dir.path(), "\"e.safetensors\"")
-        .unwrap_err()
-        .to_string();
+    let msg = run(dir.path(), "\"e.safetensors\"").unwrap_err().to_string();
     assert!(msg.contains("truncated"), "{msg}");
     assert_no_output(dir.path());
 }
@@ -201,10 +181,7 @@ fn onnx_without_initializers() {
     let e = Plan::new(r).unwrap_err();
     let msg = e.to_string();
     assert_eq!(e.exit_code(), 3);
-    assert!(
-        msg.contains("no initializers") && msg.contains("base.onnx"),
-        "{msg}"
-    );
+    assert!(msg.contains("no initializers") && msg.contains("base.onnx"), "{msg}");
     assert!(!dir.path().join("out.onnx").exists());
 }
 

@@ -11,9 +11,7 @@ use super::{rel_err, write_safetensors, write_safetensors_typed};
 fn vals(seed: u32, n: usize, scale: f32) -> Vec<f32> {
     (0..n)
         .map(|i| {
-            (((i as u32).wrapping_mul(2654435761u32) ^ seed.wrapping_mul(40503)) % 1000) as f32
-                / 1000.0
-                * scale
+            (((i as u32).wrapping_mul(2654435761u32) ^ seed.wrapping_mul(40503)) % 1000) as f32 / 1000.0 * scale
                 - scale / 2.0
         })
         .collect()
@@ -21,16 +19,9 @@ fn vals(seed: u32, n: usize, scale: f32) -> Vec<f32> {
 
 /// base + 3 experts with a matrix, a 4-D kernel, a bias, an f16 tensor and an int64 tensor.
 fn make_inputs(dir: &Path, k: usize, same_expert: bool) {
-    let f16 = |v: &[f32]| -> Vec<u8> {
-        v.iter()
-            .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
-            .collect()
-    };
+    let f16 = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect() };
     let f32b = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-    let ints: Vec<u8> = [3i64, 1, 4, 1]
-        .iter()
-        .flat_map(|x| x.to_le_bytes())
-        .collect();
+    let ints: Vec<u8> = [3i64, 1, 4, 1].iter().flat_map(|x| x.to_le_bytes()).collect();
     let write = |name: &str, off: u32, scale: f32| {
         let m: Vec<f32> = vals(1, 48, 1.0)
             .iter()
@@ -55,18 +46,8 @@ fn make_inputs(dir: &Path, k: usize, same_expert: bool) {
         write_safetensors_typed(
             &dir.join(name),
             &[
-                (
-                    "blocks.0.attn.weight".into(),
-                    DType::F32,
-                    vec![8, 6],
-                    f32b(&m),
-                ),
-                (
-                    "blocks.0.conv.weight".into(),
-                    DType::F32,
-                    vec![4, 3, 3, 2],
-                    f32b(&c),
-                ),
+                ("blocks.0.attn.weight".into(), DType::F32, vec![8, 6], f32b(&m)),
+                ("blocks.0.conv.weight".into(), DType::F32, vec![4, 3, 3, 2], f32b(&c)),
                 ("blocks.0.norm.bias".into(), DType::F32, vec![8], f32b(&b)),
                 ("head.weight".into(), DType::F16, vec![2, 3], f16(&h)),
                 ("position_ids".into(), DType::I64, vec![4], ints.clone()),
@@ -75,11 +56,7 @@ fn make_inputs(dir: &Path, k: usize, same_expert: bool) {
     };
     write("base.safetensors", 0, 0.0);
     for i in 0..k {
-        let off = if same_expert {
-            100
-        } else {
-            100 + 10 * i as u32
-        };
+        let off = if same_expert { 100 } else { 100 + 10 * i as u32 };
         write(&format!("e{i}.safetensors"), off, 0.2);
     }
 }
@@ -107,10 +84,7 @@ fn k_copies_with_ta_return_the_expert_end_to_end() {
         "",
         "m.safetensors",
     );
-    let rep = Plan::new(r)
-        .unwrap()
-        .execute(RunOptions::default())
-        .unwrap();
+    let rep = Plan::new(r).unwrap().execute(RunOptions::default()).unwrap();
     assert_eq!((rep.matrix, rep.vector, rep.copied), (3, 1, 1));
     let out = Checkpoint::open(&dir.path().join("m.safetensors")).unwrap();
     let ex = Checkpoint::open(&dir.path().join("e0.safetensors")).unwrap();
@@ -141,10 +115,7 @@ fn output_is_deterministic_across_thread_counts() {
     for (threads, out) in [(1, "a.safetensors"), (3, "b.safetensors")] {
         let extra = format!("threads = {threads}\nseed = 5\n[dare]\np = 0.3\n[svc]\nalpha = 0.5");
         let r = recipe(dir.path(), 3, "name = \"tsv-m\"", &extra, out);
-        Plan::new(r)
-            .unwrap()
-            .execute(RunOptions::default())
-            .unwrap();
+        Plan::new(r).unwrap().execute(RunOptions::default()).unwrap();
     }
     // tensor payloads identical (the metadata records the different thread counts)
     let a = Checkpoint::open(&dir.path().join("a.safetensors")).unwrap();
@@ -173,10 +144,7 @@ fn every_method_runs_end_to_end() {
         "name = \"iso-c\"",
     ] {
         let r = recipe(dir.path(), 2, m, "exclude = [\"head.*\"]", "m.safetensors");
-        let rep = Plan::new(r)
-            .unwrap()
-            .execute(RunOptions::default())
-            .unwrap();
+        let rep = Plan::new(r).unwrap().execute(RunOptions::default()).unwrap();
         assert_eq!((rep.matrix, rep.vector, rep.copied), (2, 2, 1), "{m}");
     }
 }
@@ -233,16 +201,10 @@ fn more_experts_than_rank_and_empty_tensors() {
         "name = \"iso-c\"",
         "name = \"ties\"",
     ] {
-        let rep = Plan::new(recipe(
-            dir.path(),
-            4,
-            m,
-            "[svc]\nalpha = 0.25",
-            "m.safetensors",
-        ))
-        .unwrap()
-        .execute(RunOptions::default())
-        .unwrap();
+        let rep = Plan::new(recipe(dir.path(), 4, m, "[svc]\nalpha = 0.25", "m.safetensors"))
+            .unwrap()
+            .execute(RunOptions::default())
+            .unwrap();
         assert_eq!((rep.matrix, rep.vector), (1, 1), "{m}");
         let out = Checkpoint::open(&dir.path().join("m.safetensors")).unwrap();
         assert!(out

@@ -24,9 +24,7 @@ pub fn fixtures() -> PathBuf {
 
 /// Read a tensor from a fixture file as (values, shape).
 pub fn tensor(ck: &Checkpoint, name: &str) -> (Vec<f32>, Vec<usize>) {
-    let i = ck
-        .find(name)
-        .unwrap_or_else(|| panic!("fixture tensor {name} missing"));
+    let i = ck.find(name).unwrap_or_else(|| panic!("fixture tensor {name} missing"));
     let t = &ck.tensors[i];
     let v = if t.dtype == DType::F64 {
         let b = ck.canonical_bytes(i).unwrap();
@@ -73,10 +71,7 @@ pub fn write_safetensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) 
 
 /// Write a safetensors file with arbitrary dtypes and raw little-endian payloads.
 pub fn write_safetensors_typed(path: &Path, tensors: &[(String, DType, Vec<usize>, Vec<u8>)]) {
-    let list: Vec<_> = tensors
-        .iter()
-        .map(|(n, d, s, _)| (n.clone(), *d, s.clone()))
-        .collect();
+    let list: Vec<_> = tensors.iter().map(|(n, d, s, _)| (n.clone(), *d, s.clone())).collect();
     let (mut bytes, _) = thunder::merge::io::safetensors::build_header(&list, &[]).unwrap();
     for (_, _, _, b) in tensors {
         bytes.extend_from_slice(b);

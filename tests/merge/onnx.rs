@@ -43,11 +43,7 @@ fn without(msg: &[u8], skip: &[u32]) -> Vec<u8> {
 }
 
 fn graph(model: &[u8]) -> Vec<u8> {
-    let f = fields(model)
-        .unwrap()
-        .into_iter()
-        .find(|f| f.number == 7)
-        .unwrap();
+    let f = fields(model).unwrap().into_iter().find(|f| f.number == 7).unwrap();
     model[f.value_start..f.end].to_vec()
 }
 
@@ -79,10 +75,7 @@ fn onnx_round_trip() {
             .map(|i| x0[i] + 0.5 * ((xa[i] - x0[i]) + (xb[i] - x0[i])))
             .collect();
         assert!(rel_err(&get(&out, name), &exp) < 1e-6, "{name} (onnx)");
-        assert!(
-            rel_err(&get(&st, name), &exp) < 1e-6,
-            "{name} (safetensors)"
-        );
+        assert!(rel_err(&get(&st, name), &exp) < 1e-6, "{name} (safetensors)");
         expected.insert(name, exp);
     }
     // the int64 initializer is carried through
@@ -144,9 +137,7 @@ fn onnx_round_trip() {
     let h: Vec<f32> = (0..6)
         .map(|j| (0..4).map(|i| x[i] * w1[i * 6 + j]).sum::<f32>() + b1[j])
         .collect();
-    let exp: Vec<f32> = (0..3)
-        .map(|j| (0..6).map(|i| h[i] * w2[i * 3 + j]).sum())
-        .collect();
+    let exp: Vec<f32> = (0..3).map(|j| (0..6).map(|i| h[i] * w2[i * 3 + j]).sum()).collect();
     assert!(rel_err(&y, &exp) < 1e-5, "onnxruntime {y:?} vs {exp:?}");
     assert!(stdout.contains("doc tiny merge fixture"), "{stdout}");
 }

@@ -51,11 +51,9 @@ fn k_copies_with_ta_one_over_k_return_the_expert() {
     for k in [1usize, 2, 4] {
         let w = vec![1.0f32; k];
         let t = input(vec![tau.clone(); k], &w, &[12, 9]);
-        let d = TaskArithmetic {
-            lambda: 1.0 / k as f32,
-        }
-        .merge_matrix(&t, 12, 9)
-        .unwrap();
+        let d = TaskArithmetic { lambda: 1.0 / k as f32 }
+            .merge_matrix(&t, 12, 9)
+            .unwrap();
         assert!(rel_err(&d, &tau) < 1e-6, "K={k}");
     }
 }
@@ -83,9 +81,7 @@ fn max_dev_from_identity(m: &faer::Mat<f32>) -> f32 {
 
 #[test]
 fn tsv_bases_are_orthonormal_after_orthogonalisation() {
-    let taus: Vec<Vec<f32>> = (0..3)
-        .map(|i| low_rank(10 + 7 * i, 20, 15, 4, 0.05))
-        .collect();
+    let taus: Vec<Vec<f32>> = (0..3).map(|i| low_rank(10 + 7 * i, 20, 15, 4, 0.05)).collect();
     let b = tsv_bases(&taus, 20, 15, None).unwrap();
     assert_eq!(b.per_task, 5);
     // before: each task block is orthonormal, the concatenation is not
@@ -93,10 +89,7 @@ fn tsv_bases_are_orthonormal_after_orthogonalisation() {
     let (u, v) = orthogonalize_pair(&b.u, &b.v, 3, Orthogonalizer::Svd).unwrap();
     assert!(max_dev_from_identity(&u) < 1e-5);
     assert!(max_dev_from_identity(&v) < 1e-5);
-    let ns = Orthogonalizer::NewtonSchulz {
-        iters: 30,
-        tol: 1e-5,
-    };
+    let ns = Orthogonalizer::NewtonSchulz { iters: 30, tol: 1e-5 };
     let (un, vn) = orthogonalize_pair(&b.u, &b.v, 3, ns).unwrap();
     assert!(max_dev_from_identity(&un) < 1e-4);
     assert!(max_dev_from_identity(&vn) < 1e-4);
@@ -143,23 +136,17 @@ fn svc_leaves_an_exact_single_task_merge_unchanged() {
 
 #[test]
 fn drm_is_invariant_to_expert_order() {
-    let taus: Vec<Vec<f32>> = (0..3)
-        .map(|i| low_rank(40 + 5 * i, 16, 12, 3, 0.01))
-        .collect();
+    let taus: Vec<Vec<f32>> = (0..3).map(|i| low_rank(40 + 5 * i, 16, 12, 3, 0.01)).collect();
     let w = [1.0f32, 0.5, 2.0];
     for direction in [DrmDirection::Vertical, DrmDirection::Horizontal] {
         let m = Drm {
             direction,
             ..Drm::default()
         };
-        let a = m
-            .merge_matrix(&input(taus.clone(), &w, &[16, 12]), 16, 12)
-            .unwrap();
+        let a = m.merge_matrix(&input(taus.clone(), &w, &[16, 12]), 16, 12).unwrap();
         let perm = vec![taus[2].clone(), taus[0].clone(), taus[1].clone()];
         let wp = [w[2], w[0], w[1]];
-        let b = m
-            .merge_matrix(&input(perm, &wp, &[16, 12]), 16, 12)
-            .unwrap();
+        let b = m.merge_matrix(&input(perm, &wp, &[16, 12]), 16, 12).unwrap();
         assert!(rel_err(&b, &a) < 1e-4, "{direction:?}: {}", rel_err(&b, &a));
         // and the element-wise path
         let va = m.merge_vector(&input(taus.clone(), &w, &[192])).unwrap();
@@ -170,11 +157,7 @@ fn drm_is_invariant_to_expert_order() {
                 &[192],
             ))
             .unwrap();
-        assert!(
-            rel_err(&vb, &va) < 1e-6,
-            "element-wise path: {}",
-            rel_err(&vb, &va)
-        );
+        assert!(rel_err(&vb, &va) < 1e-6, "element-wise path: {}", rel_err(&vb, &va));
     }
 }
 
@@ -229,18 +212,13 @@ fn boosted_tsv_with_beta_one_is_tsv() {
 
 #[test]
 fn boosted_tsv_newton_schulz_close_to_svd() {
-    let taus: Vec<Vec<f32>> = (0..3)
-        .map(|i| low_rank(80 + 3 * i, 18, 18, 4, 0.02))
-        .collect();
+    let taus: Vec<Vec<f32>> = (0..3).map(|i| low_rank(80 + 3 * i, 18, 18, 4, 0.02)).collect();
     let w = [1.0f32; 3];
     let svd = BoostedTsvMerge::default()
         .merge_matrix(&input(taus.clone(), &w, &[18, 18]), 18, 18)
         .unwrap();
     let ns = BoostedTsvMerge {
-        orthogonalizer: Orthogonalizer::NewtonSchulz {
-            iters: 30,
-            tol: 1e-5,
-        },
+        orthogonalizer: Orthogonalizer::NewtonSchulz { iters: 30, tol: 1e-5 },
         ..BoostedTsvMerge::default()
     }
     .merge_matrix(&input(taus, &w, &[18, 18]), 18, 18)
@@ -251,10 +229,7 @@ fn boosted_tsv_newton_schulz_close_to_svd() {
 #[test]
 fn dare_is_deterministic_and_unbiased_in_scale() {
     let tau = vec![1.0f32; 20000];
-    let d = Dare {
-        p: 0.8,
-        rescale: true,
-    };
+    let d = Dare { p: 0.8, rescale: true };
     let mut a = vec![tau.clone(), tau.clone()];
     let mut b = a.clone();
     d.apply("x", 3, &mut a);

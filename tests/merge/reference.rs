@@ -22,13 +22,7 @@ fn case(file: &str) -> Case {
     let ck = Checkpoint::open(&fixtures().join(file)).unwrap();
     let (t, shape) = tensor(&ck, "taus");
     let (w, _) = tensor(&ck, "weights");
-    let name = ck
-        .metadata
-        .iter()
-        .find(|(k, _)| k == "name")
-        .unwrap()
-        .1
-        .clone();
+    let name = ck.metadata.iter().find(|(k, _)| k == "name").unwrap().1.clone();
     Case {
         taus: split(&t, shape[0]),
         weights: w,
@@ -54,11 +48,7 @@ fn run(c: &Case, m: &dyn MergeMethod, weighted: bool) -> Vec<f32> {
 fn check(c: &Case, key: &str, got: &[f32]) {
     let (exp, _) = tensor(&c.ck, &format!("exp_{key}"));
     let e = rel_err(got, &exp);
-    assert!(
-        e < TOL,
-        "{} / {key}: relative error {e:.3e} > {TOL}",
-        c.name
-    );
+    assert!(e < TOL, "{} / {key}: relative error {e:.3e} > {TOL}", c.name);
 }
 
 fn all_methods(file: &str) {
@@ -94,11 +84,7 @@ fn all_methods(file: &str) {
     check(&c, "drm_v_w", &run(&c, &vw, true));
     // DARE in front of TA
     let mut taus = c.taus.clone();
-    Dare {
-        p: 0.5,
-        rescale: true,
-    }
-    .apply(&c.name, 7, &mut taus);
+    Dare { p: 0.5, rescale: true }.apply(&c.name, 7, &mut taus);
     let dc = Case {
         taus,
         ck: Checkpoint::open(&fixtures().join(file)).unwrap(),
@@ -107,11 +93,7 @@ fn all_methods(file: &str) {
         cols: c.cols,
         name: c.name.clone(),
     };
-    check(
-        &c,
-        "dare_ta",
-        &run(&dc, &TaskArithmetic { lambda: 0.3 }, false),
-    );
+    check(&c, "dare_ta", &run(&dc, &TaskArithmetic { lambda: 0.3 }, false));
     // SVC after TA (alpha = 1/K) and after TSV-M (alpha = 1)
     let svc = |alpha: f32, merged: Vec<f32>| {
         Svc {
@@ -126,11 +108,7 @@ fn all_methods(file: &str) {
         "ta_svc",
         &svc(1.0 / k, run(&c, &TaskArithmetic { lambda: 0.3 }, false)),
     );
-    check(
-        &c,
-        "tsv_svc",
-        &svc(1.0, run(&c, &TsvMerge { alpha: 1.0 }, false)),
-    );
+    check(&c, "tsv_svc", &svc(1.0, run(&c, &TsvMerge { alpha: 1.0 }, false)));
 }
 
 #[test]

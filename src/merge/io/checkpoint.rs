@@ -101,30 +101,20 @@ impl Checkpoint {
     /// Open and index a checkpoint (reads only headers / the protobuf skeleton).
     pub fn open(path: &Path) -> Result<Checkpoint> {
         let format = Format::from_path(path).ok_or_else(|| {
-            MergeError::input(
-                path,
-                "unknown checkpoint format: expected a .safetensors or .onnx file",
-            )
+            MergeError::input(path, "unknown checkpoint format: expected a .safetensors or .onnx file")
         })?;
-        let file = std::fs::File::open(path)
-            .map_err(|e| MergeError::input(path, format!("cannot open: {e}")))?;
+        let file = std::fs::File::open(path).map_err(|e| MergeError::input(path, format!("cannot open: {e}")))?;
         // SAFETY: the file is mapped read-only; we document that inputs must not be modified while
         // a merge runs (as every mmap-based loader does).
-        let mmap = unsafe { Mmap::map(&file) }
-            .map_err(|e| MergeError::input(path, format!("cannot map: {e}")))?;
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| MergeError::input(path, format!("cannot map: {e}")))?;
         let (tensors, metadata) = match format {
-            Format::Safetensors => {
-                super::safetensors::parse(&mmap).map_err(|m| MergeError::input(path, m))?
-            }
+            Format::Safetensors => super::safetensors::parse(&mmap).map_err(|m| MergeError::input(path, m))?,
             Format::Onnx => super::onnx::parse(&mmap).map_err(|m| MergeError::input(path, m))?,
         };
         let mut index = HashMap::with_capacity(tensors.len());
         for (i, t) in tensors.iter().enumerate() {
             if index.insert(t.name.clone(), i).is_some() {
-                return Err(MergeError::input(
-                    path,
-                    format!("tensor `{}` appears twice", t.name),
-                ));
+                return Err(MergeError::input(path, format!("tensor `{}` appears twice", t.name)));
             }
         }
         Ok(Checkpoint {
@@ -208,13 +198,8 @@ impl Checkpoint {
                         }
                     }
                     (5, DType::F16) | (5, DType::BF16) => {
-                        let ints = self
-                            .varints(segments)
-                            .map_err(|m| MergeError::input(&self.path, m))?;
-                        let bytes: Vec<u8> = ints
-                            .iter()
-                            .flat_map(|x| (*x as u16).to_le_bytes())
-                            .collect();
+                        let ints = self.varints(segments).map_err(|m| MergeError::input(&self.path, m))?;
+                        let bytes: Vec<u8> = ints.iter().flat_map(|x| (*x as u16).to_le_bytes()).collect();
                         v = decode_f32(t.dtype, &bytes);
                     }
                     _ => {
@@ -246,10 +231,7 @@ impl Checkpoint {
         Ok(out)
     }
 
-    fn varints(
-        &self,
-        segments: &[(usize, usize, WireType)],
-    ) -> std::result::Result<Vec<u64>, String> {
+    fn varints(&self, segments: &[(usize, usize, WireType)]) -> std::result::Result<Vec<u64>, String> {
         let mut out = Vec::new();
         for &(s, e, w) in segments {
             if w == WireType::Varint {
@@ -282,13 +264,9 @@ impl Checkpoint {
                     .flat_map(|&(s, e, _)| self.mmap[s..e].iter().copied())
                     .collect(),
                 5 | 7 | 11 => {
-                    let ints = self
-                        .varints(segments)
-                        .map_err(|m| MergeError::input(&self.path, m))?;
+                    let ints = self.varints(segments).map_err(|m| MergeError::input(&self.path, m))?;
                     let size = t.dtype.size().unwrap_or(8);
-                    ints.iter()
-                        .flat_map(|x| x.to_le_bytes()[..size].to_vec())
-                        .collect()
+                    ints.iter().flat_map(|x| x.to_le_bytes()[..size].to_vec()).collect()
                 }
                 _ => Vec::new(),
             },

@@ -143,8 +143,7 @@ impl AtomicOutput {
                     }
                     Chunk::Copy { offset, len } => {
                         let t = template.expect("layout copies from a template");
-                        w.write_all(&t[*offset..*offset + *len])
-                            .map_err(|e| out_err(path, e))?;
+                        w.write_all(&t[*offset..*offset + *len]).map_err(|e| out_err(path, e))?;
                         pos += *len as u64;
                     }
                     Chunk::Payload { len, .. } => {
@@ -176,10 +175,7 @@ impl AtomicOutput {
         if bytes.len() as u64 != len {
             return Err(out_err(
                 &self.path,
-                std::io::Error::other(format!(
-                    "payload {id} is {} bytes, layout expects {len}",
-                    bytes.len()
-                )),
+                std::io::Error::other(format!("payload {id} is {} bytes, layout expects {len}", bytes.len())),
             ));
         }
         self.file

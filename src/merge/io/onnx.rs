@@ -75,10 +75,7 @@ fn parse_tensor(file: &[u8], base: usize, msg: &[u8]) -> Result<TensorEntry, Str
     let payload = match (raw, typed) {
         (Some((offset, len)), _) => Payload::Raw { offset, len },
         (None, Some((field, segments))) => Payload::Typed { field, segments },
-        (None, None) => Payload::Raw {
-            offset: base,
-            len: 0,
-        },
+        (None, None) => Payload::Raw { offset: base, len: 0 },
     };
     let dtype = DType::from_onnx(dtype_code);
     let t = TensorEntry {
@@ -180,11 +177,7 @@ pub fn template_layout(
     Ok(out)
 }
 
-fn graph_layout(
-    buf: &[u8],
-    g: &Field,
-    replace: &HashMap<String, (usize, u64)>,
-) -> Result<Layout, String> {
+fn graph_layout(buf: &[u8], g: &Field, replace: &HashMap<String, (usize, u64)>) -> Result<Layout, String> {
     let graph = &buf[g.value_start..g.end];
     let mut out = Layout::default();
     for f in fields(graph)? {

@@ -142,10 +142,7 @@ mod tests {
         m.extend_from_slice(b"abc");
         let f = fields(&m).unwrap();
         assert_eq!((f[0].number, f[0].varint), (1, 8));
-        assert_eq!(
-            (f[1].number, &m[f[1].value_start..f[1].end]),
-            (7, &b"abc"[..])
-        );
+        assert_eq!((f[1].number, &m[f[1].value_start..f[1].end]), (7, &b"abc"[..]));
         assert!(fields(&m[..m.len() - 1]).unwrap_err().contains("truncated"));
     }
 }

@@ -24,11 +24,9 @@ pub fn parse(buf: &[u8]) -> Result<Directory, String> {
             buf.len() - 8
         ));
     }
-    let header: Value = serde_json::from_slice(&buf[8..8 + n])
-        .map_err(|e| format!("safetensors header is not valid JSON: {e}"))?;
-    let obj = header
-        .as_object()
-        .ok_or("safetensors header is not a JSON object")?;
+    let header: Value =
+        serde_json::from_slice(&buf[8..8 + n]).map_err(|e| format!("safetensors header is not valid JSON: {e}"))?;
+    let obj = header.as_object().ok_or("safetensors header is not a JSON object")?;
     let data_start = 8 + n;
     let data_len = buf.len() - data_start;
     let mut tensors = Vec::new();
@@ -39,9 +37,7 @@ pub fn parse(buf: &[u8]) -> Result<Directory, String> {
                 for (k, val) in m {
                     metadata.push((
                         k.clone(),
-                        val.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| val.to_string()),
+                        val.as_str().map(str::to_string).unwrap_or_else(|| val.to_string()),
                     ));
                 }
             }
@@ -58,11 +54,7 @@ pub fn parse(buf: &[u8]) -> Result<Directory, String> {
             .and_then(Value::as_array)
             .ok_or_else(|| bad("missing shape"))?
             .iter()
-            .map(|d| {
-                d.as_u64()
-                    .map(|x| x as usize)
-                    .ok_or_else(|| bad("bad shape"))
-            })
+            .map(|d| d.as_u64().map(|x| x as usize).ok_or_else(|| bad("bad shape")))
             .collect::<Result<_, _>>()?;
         let offs = v
             .get("data_offsets")
@@ -127,9 +119,9 @@ pub fn build_header(
     let mut rel = Vec::with_capacity(tensors.len());
     let mut off = 0u64;
     for (name, dt, shape) in tensors {
-        let dname = dt.safetensors_name().ok_or_else(|| {
-            format!("tensor `{name}` has dtype {dt}, which safetensors cannot store")
-        })?;
+        let dname = dt
+            .safetensors_name()
+            .ok_or_else(|| format!("tensor `{name}` has dtype {dt}, which safetensors cannot store"))?;
         let len = shape.iter().product::<usize>() as u64 * dt.size().unwrap() as u64;
         let mut t = Map::new();
         t.insert("dtype".into(), Value::String(dname.into()));

@@ -105,12 +105,7 @@ impl MergeMethod for BoostedTsvMerge {
         true
     }
 
-    fn merge_matrix(
-        &self,
-        t: &TensorInput<'_>,
-        rows: usize,
-        cols: usize,
-    ) -> Result<Vec<f32>, String> {
+    fn merge_matrix(&self, t: &TensorInput<'_>, rows: usize, cols: usize) -> Result<Vec<f32>, String> {
         tsv_core(
             &t.weighted(),
             rows,

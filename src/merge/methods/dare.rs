@@ -19,10 +19,7 @@ pub struct Dare {
 
 impl Default for Dare {
     fn default() -> Self {
-        Dare {
-            p: 0.8,
-            rescale: true,
-        }
+        Dare { p: 0.8, rescale: true }
     }
 }
 

@@ -19,9 +19,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par, Side};
 
 use crate::merge::linalg::from_mat;
-use crate::merge::method::{
-    disjoint_mean, elect_signs, kth_smallest_abs, MergeMethod, TensorInput,
-};
+use crate::merge::method::{disjoint_mean, elect_signs, kth_smallest_abs, MergeMethod, TensorInput};
 
 /// Direction of the joint decomposition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,10 +93,7 @@ fn mean_of(stack: &[Vec<f32>], coeffs: &[f32], disjoint: bool) -> Vec<f32> {
         }
     }
     if disjoint {
-        sum.iter()
-            .zip(&cnt)
-            .map(|(s, &c)| s / c.max(1) as f32)
-            .collect()
+        sum.iter().zip(&cnt).map(|(s, &c)| s / c.max(1) as f32).collect()
     } else {
         let k = stack.len().max(1) as f32;
         sum.iter().map(|s| s / k).collect()
@@ -159,22 +154,8 @@ fn joint_basis(
     for tau in taus {
         let t = Mat::<f64>::from_fn(n, m, |i, j| tau[i * m + j] as f64);
         match direction {
-            DrmDirection::Vertical => matmul(
-                g.as_mut(),
-                Accum::Add,
-                t.transpose(),
-                t.as_ref(),
-                1.0,
-                Par::Seq,
-            ),
-            DrmDirection::Horizontal => matmul(
-                g.as_mut(),
-                Accum::Add,
-                t.as_ref(),
-                t.transpose(),
-                1.0,
-                Par::Seq,
-            ),
+            DrmDirection::Vertical => matmul(g.as_mut(), Accum::Add, t.transpose(), t.as_ref(), 1.0, Par::Seq),
+            DrmDirection::Horizontal => matmul(g.as_mut(), Accum::Add, t.as_ref(), t.transpose(), 1.0, Par::Seq),
         }
     }
     let evd = g
@@ -244,11 +225,10 @@ impl MergeMethod for Drm {
         if self.drop_rate == 0.0 {
             return Ok(mean_of(&t.taus, t.weights, self.disjoint_mean));
         }
-        let (shared, sigma, mut blocks) =
-            match joint_basis(&t.taus, n, m, self.direction, self.rank_tol)? {
-                Some(j) => j,
-                None => return Ok(vec![0.0; n * m]),
-            };
+        let (shared, sigma, mut blocks) = match joint_basis(&t.taus, n, m, self.direction, self.rank_tol)? {
+            Some(j) => j,
+            None => return Ok(vec![0.0; n * m]),
+        };
         let r = sigma.len();
         let blk = match self.direction {
             DrmDirection::Vertical => n,
@@ -260,11 +240,7 @@ impl MergeMethod for Drm {
             let mut si = vec![0.0f32; r];
             for c in 0..r {
                 let col = &mut b[c * blk..(c + 1) * blk];
-                let nrm = col
-                    .iter()
-                    .map(|x| (*x as f64) * (*x as f64))
-                    .sum::<f64>()
-                    .sqrt() as f32;
+                let nrm = col.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt() as f32;
                 let div = nrm.max(self.eps);
                 col.iter_mut().for_each(|x| *x /= div);
                 si[c] = sigma[c] * nrm;
@@ -274,9 +250,7 @@ impl MergeMethod for Drm {
         prune_global(&mut blocks, 1.0 - self.drop_rate);
         for (b, si) in blocks.iter_mut().zip(&sig) {
             for c in 0..r {
-                b[c * blk..(c + 1) * blk]
-                    .iter_mut()
-                    .for_each(|x| *x *= si[c]);
+                b[c * blk..(c + 1) * blk].iter_mut().for_each(|x| *x *= si[c]);
             }
         }
         let merged = self.combine(&blocks, t.weights); // blk × r, column-major

@@ -31,12 +31,7 @@ impl MergeMethod for IsoC {
         true
     }
 
-    fn merge_matrix(
-        &self,
-        t: &TensorInput<'_>,
-        rows: usize,
-        cols: usize,
-    ) -> Result<Vec<f32>, String> {
+    fn merge_matrix(&self, t: &TensorInput<'_>, rows: usize, cols: usize) -> Result<Vec<f32>, String> {
         let mut sum = vec![0.0f32; rows * cols];
         for (tau, &w) in t.taus.iter().zip(t.weights) {
             for (o, x) in sum.iter_mut().zip(tau) {

@@ -59,13 +59,7 @@ impl Svc {
     }
 
     /// Calibrate the merged `rows × cols` update against the (unweighted) task vectors.
-    pub fn calibrate(
-        &self,
-        merged: &[f32],
-        taus: &[Vec<f32>],
-        rows: usize,
-        cols: usize,
-    ) -> Result<Vec<f32>, String> {
+    pub fn calibrate(&self, merged: &[f32], taus: &[Vec<f32>], rows: usize, cols: usize) -> Result<Vec<f32>, String> {
         let d = svd(to_mat(merged, rows, cols).as_ref())?;
         let kdim = d.s.len();
         let k = taus.len();
@@ -89,9 +83,7 @@ impl Svc {
         let mut u = d.u;
         for (r, row_ratio) in ratios.iter().enumerate() {
             let eta = match self.mode {
-                SvcMode::MeanOfMax => {
-                    row_ratio.iter().map(|s| s.max(self.alpha)).sum::<f32>() / k as f32
-                }
+                SvcMode::MeanOfMax => row_ratio.iter().map(|s| s.max(self.alpha)).sum::<f32>() / k as f32,
                 SvcMode::Reference => {
                     if row_ratio.iter().all(|&s| s > 0.0) {
                         (row_ratio.iter().sum::<f32>() / k as f32).max(self.alpha)

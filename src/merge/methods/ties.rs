@@ -39,11 +39,7 @@ impl MergeMethod for Ties {
     /// [`crate::merge::method::disjoint_mean`].
     fn merge_vector(&self, t: &TensorInput<'_>) -> Result<Vec<f32>, String> {
         let n = t.numel();
-        let thr: Vec<f32> = t
-            .taus
-            .iter()
-            .map(|tau| ties_threshold(tau, self.density))
-            .collect();
+        let thr: Vec<f32> = t.taus.iter().map(|tau| ties_threshold(tau, self.density)).collect();
         // pass 1: summed mass per element (task-major loops, vectorisable)
         let mut out = vec![0.0f32; n];
         for (i, tau) in t.taus.iter().enumerate() {
@@ -55,10 +51,7 @@ impl MergeMethod for Ties {
         // elected signs; exact zeros take the majority sign of the tensor
         let total: f64 = out.iter().map(|&m| sign(m) as f64).sum();
         let majority = sign(total as f32);
-        let signs: Vec<f32> = out
-            .iter()
-            .map(|&m| if m == 0.0 { majority } else { sign(m) })
-            .collect();
+        let signs: Vec<f32> = out.iter().map(|&m| if m == 0.0 { majority } else { sign(m) }).collect();
         // pass 2: disjoint mean of the entries that agree with the elected sign
         out.iter_mut().for_each(|o| *o = 0.0);
         let mut cnt = vec![0u32; n];

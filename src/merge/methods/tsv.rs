@@ -33,30 +33,15 @@ impl MergeMethod for TsvMerge {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "TSV-M (alpha={}, floor(r/K) triplets per task, SVD polar)",
-            self.alpha
-        )
+        format!("TSV-M (alpha={}, floor(r/K) triplets per task, SVD polar)", self.alpha)
     }
 
     fn is_spectral(&self) -> bool {
         true
     }
 
-    fn merge_matrix(
-        &self,
-        t: &TensorInput<'_>,
-        rows: usize,
-        cols: usize,
-    ) -> Result<Vec<f32>, String> {
-        tsv_core(
-            &t.weighted(),
-            rows,
-            cols,
-            self.alpha,
-            None,
-            Orthogonalizer::Svd,
-        )
+    fn merge_matrix(&self, t: &TensorInput<'_>, rows: usize, cols: usize) -> Result<Vec<f32>, String> {
+        tsv_core(&t.weighted(), rows, cols, self.alpha, None, Orthogonalizer::Svd)
     }
 
     fn merge_vector(&self, t: &TensorInput<'_>) -> Result<Vec<f32>, String> {
@@ -81,12 +66,7 @@ pub struct TsvBases {
 
 /// Decompose every task vector and concatenate the top `max(1, ⌊r/K⌋)` triplets of each.
 /// With `boost_beta`, the kept singular values are boosted (see [`boost_spectrum`]).
-pub fn tsv_bases(
-    taus: &[Vec<f32>],
-    rows: usize,
-    cols: usize,
-    boost_beta: Option<f64>,
-) -> Result<TsvBases, String> {
+pub fn tsv_bases(taus: &[Vec<f32>], rows: usize, cols: usize, boost_beta: Option<f64>) -> Result<TsvBases, String> {
     let k = taus.len();
     let r = rows.min(cols);
     let per = (r / k.max(1)).clamp(1, r.max(1));
@@ -107,12 +87,7 @@ pub fn tsv_bases(
             v.col_mut(c).copy_from(d.v.col(j));
         }
     }
-    Ok(TsvBases {
-        u,
-        s,
-        v,
-        per_task: per,
-    })
+    Ok(TsvBases { u, s, v, per_task: per })
 }
 
 /// Full TSV-M on one matrix (weights already applied). Shared with BoostedTSV-M.
