@@ -8,6 +8,7 @@
 pub mod audio;
 pub mod contract;
 pub mod error;
+pub mod live;
 pub mod model;
 pub mod sampler;
 pub mod stft;
