@@ -428,7 +428,7 @@ fn live_through_pulseaudio() {
         &noisy_path,
         &tmp.path().join("tiny"),
         dur,
-        &["--period-ms", "20"],
+        &["--period-ms", "20", "--margin-ms", "20"],
     );
     assert_eq!(run.exit_code, 0, "enhance --live failed");
     let r = &run.report;
@@ -456,7 +456,7 @@ fn live_through_pulseaudio() {
         &noisy_path,
         &tmp.path().join("real"),
         dur,
-        &["--period-ms", "20"],
+        &["--period-ms", "20", "--margin-ms", "20"],
     );
     assert_eq!(run.exit_code, 0, "enhance --live failed");
     let r = &run.report;

@@ -71,6 +71,9 @@ struct Args {
     /// List audio devices (ids and default formats) and exit.
     #[arg(long, conflicts_with = "paths", help_heading = "Live")]
     list_devices: bool,
+    /// Audio host: alsa, pulseaudio, … [default: pulseaudio when a server is reachable, else alsa].
+    #[arg(long, value_name = "NAME", help_heading = "Live")]
+    host: Option<String>,
     /// Capture device: `default`, an id from --list-devices, or a unique part of its name.
     #[arg(long, requires = "live", value_name = "NAME", help_heading = "Live")]
     input_device: Option<String>,
@@ -260,7 +263,7 @@ fn run(args: Args) -> Result<(), Fail> {
         return Err(Error::Config("--frames-per-call must be at least 1".into()).into());
     }
     if args.list_devices {
-        print!("{}", thunder::live::list_devices()?);
+        print!("{}", thunder::live::list_devices(args.host.as_deref())?);
         return Ok(());
     }
     if args.live {
@@ -417,6 +420,7 @@ fn run_live(args: &Args) -> Result<(), Fail> {
             simulate_pass_cost: Duration::from_micros(args.simulate_pass_cost_us),
             ..Default::default()
         },
+        host: args.host.clone(),
         input_device: args.input_device.clone(),
         output_device: args.output_device.clone(),
         record_input: args.record_input.clone(),

@@ -64,6 +64,9 @@ pub(crate) struct Counters {
     pub out_delay_ns: AtomicU64,
     /// Captured frames queued for the processing thread.
     pub in_queued: AtomicI64,
+    /// Stream position (frames) after the latest capture callback (a restarted capture stream
+    /// continues from here).
+    pub in_pos: AtomicU64,
     /// Playback has delivered real samples (underruns before that are the start, not xruns).
     pub out_started: AtomicBool,
     /// Callbacks seen.
@@ -90,6 +93,41 @@ impl std::fmt::Display for Direction {
 
 /// Stream errors other than xruns, for the processing thread.
 pub(crate) type ErrorTx = Sender<(Direction, cpal::Error)>;
+
+/// The audio host: `name` (case-insensitive, e.g. `alsa`, `pulseaudio`), or automatically
+/// PulseAudio when a server is reachable (native protocol: also PipeWire's pulse server), else
+/// the platform default (ALSA on Linux).
+pub(crate) fn pick_host(name: Option<&str>) -> Result<cpal::Host> {
+    let hosts = cpal::available_hosts();
+    let names = || {
+        hosts
+            .iter()
+            .map(|h| h.name().to_lowercase())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match name {
+        Some(n) => {
+            let id = hosts
+                .iter()
+                .find(|h| h.name().eq_ignore_ascii_case(n))
+                .ok_or_else(|| Error::Audio(format!("no audio host {n:?} here (available: {})", names())))?;
+            cpal::host_from_id(*id).map_err(|e| Error::Audio(format!("audio host {n}: {e}")))
+        }
+        None => {
+            for id in &hosts {
+                if id.name().eq_ignore_ascii_case("pulseaudio") {
+                    if let Ok(h) = cpal::host_from_id(*id) {
+                        if h.default_output_device().is_some() {
+                            return Ok(h);
+                        }
+                    }
+                }
+            }
+            Ok(cpal::default_host())
+        }
+    }
+}
 
 /// The devices as named on the command line: `default`, a cpal id (`alsa:pulse`), a host device
 /// id (`pulse`, `hw:CARD=0,DEV=0`), or a unique case-insensitive part of a device's name or
@@ -138,11 +176,20 @@ pub(crate) fn find_device(host: &cpal::Host, name: Option<&str>, dir: Direction)
 }
 
 /// Every device the default host offers, with its default input/output configurations.
-pub(crate) fn describe_devices() -> Result<String> {
+pub(crate) fn describe_devices(host: Option<&str>) -> Result<String> {
     use std::fmt::Write;
-    let host = cpal::default_host();
+    let host = pick_host(host)?;
     let mut s = String::new();
-    let _ = writeln!(s, "host: {}", host.id().name());
+    let _ = writeln!(
+        s,
+        "host: {} (available: {})",
+        host.id().name(),
+        cpal::available_hosts()
+            .iter()
+            .map(|h| h.name().to_lowercase())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for (dir, dev) in [
         ("input", host.default_input_device()),
         ("output", host.default_output_device()),
@@ -190,6 +237,8 @@ pub(crate) fn describe_devices() -> Result<String> {
 /// Everything an input callback needs (moved into it).
 #[derive(Clone)]
 pub(crate) struct InputSide {
+    /// Send a block once it holds at least this many frames.
+    pub min_block_frames: u32,
     pub free_rx: Receiver<Block>,
     pub free_tx: Sender<Block>,
     pub full_tx: Sender<Block>,
@@ -244,9 +293,14 @@ where
         counters,
         errors,
         wake,
+        min_block_frames,
     } = side;
     let on_error = error_callback(Direction::Input, counters.clone(), errors, wake.clone());
-    let mut pos = 0u64;
+    let mut pos = counters.in_pos.load(Relaxed);
+    // Tiny callbacks (some servers deliver a few frames at a time) are coalesced into blocks
+    // of at least `min_frames` (about 2.7 ms), so the pool is not used up one callback per block.
+    let min_frames = (min_block_frames as usize).max(1);
+    let mut cur: Option<Block> = None;
     let on_data = move |data: &[T], info: &cpal::InputCallbackInfo| {
         let frames = data.len() / ch;
         counters.in_callbacks.fetch_add(1, Relaxed);
@@ -257,29 +311,44 @@ where
         }
         let mut rest = &data[..frames * ch];
         while !rest.is_empty() {
-            let Ok(mut b) = free_rx.try_recv() else {
-                let f = (rest.len() / ch) as u64;
-                counters.in_dropped_frames.fetch_add(f, Relaxed);
-                counters.in_dropped_events.fetch_add(1, Relaxed);
-                pos += f;
-                break;
-            };
-            let n = (rest.len() / ch).min(b.data.len() / ch);
-            for (d, s) in b.data[..n * ch].iter_mut().zip(&rest[..n * ch]) {
+            if cur.is_none() {
+                match free_rx.try_recv() {
+                    Ok(mut b) => {
+                        b.len = 0;
+                        b.pos = pos;
+                        cur = Some(b);
+                    }
+                    Err(_) => {
+                        let f = (rest.len() / ch) as u64;
+                        counters.in_dropped_frames.fetch_add(f, Relaxed);
+                        counters.in_dropped_events.fetch_add(1, Relaxed);
+                        pos += f;
+                        break;
+                    }
+                }
+            }
+            let Some(b) = cur.as_mut() else { break };
+            let n = (rest.len() / ch).min((b.data.len() - b.len) / ch);
+            for (d, s) in b.data[b.len..b.len + n * ch].iter_mut().zip(&rest[..n * ch]) {
                 *d = f32::from_sample(*s);
             }
-            b.len = n * ch;
-            b.pos = pos;
+            b.len += n * ch;
             pos += n as u64;
-            counters.in_queued.fetch_add(n as i64, Relaxed);
-            if let Err(e) = full_tx.try_send(b) {
-                counters.in_queued.fetch_sub(n as i64, Relaxed);
-                counters.in_dropped_frames.fetch_add(n as u64, Relaxed);
-                counters.in_dropped_events.fetch_add(1, Relaxed);
-                let _ = free_tx.try_send(e.into_inner());
-            }
             rest = &rest[n * ch..];
+            if b.len / ch >= min_frames || b.len == b.data.len() {
+                if let Some(b) = cur.take() {
+                    let f = (b.len / ch) as i64;
+                    counters.in_queued.fetch_add(f, Relaxed);
+                    if let Err(e) = full_tx.try_send(b) {
+                        counters.in_queued.fetch_sub(f, Relaxed);
+                        counters.in_dropped_frames.fetch_add(f as u64, Relaxed);
+                        counters.in_dropped_events.fetch_add(1, Relaxed);
+                        let _ = free_tx.try_send(e.into_inner());
+                    }
+                }
+            }
         }
+        counters.in_pos.store(pos, Relaxed);
         wake.unpark();
     };
     device.build_input_stream::<T, _, _>(config, on_data, on_error, Some(Duration::from_secs(5)))

@@ -47,6 +47,9 @@ pub struct LiveOptions {
     pub model_options: ModelOptions,
     /// Steps, seed, overload policy.
     pub enhancer: AdaptiveConfig,
+    /// Audio host (`alsa`, `pulseaudio`, …); `None` = PulseAudio when a server is reachable,
+    /// else the platform default.
+    pub host: Option<String>,
     /// Capture device (see `--list-devices`); `None` = the default.
     pub input_device: Option<String>,
     /// Playback device; `None` = the default.
@@ -73,6 +76,7 @@ impl Default for LiveOptions {
                 ..Default::default()
             },
             enhancer: AdaptiveConfig::default(),
+            host: None,
             input_device: None,
             output_device: None,
             record_input: None,
@@ -87,6 +91,8 @@ impl Default for LiveOptions {
 /// What was set up, reported at the start.
 #[derive(Clone, Debug)]
 pub struct StartReport {
+    /// Audio host.
+    pub host: String,
     /// Capture device id.
     pub input_device: String,
     /// Playback device id.
@@ -115,8 +121,8 @@ impl std::fmt::Display for StartReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "live: input {} ({}) -> output {} ({})",
-            self.input_device, self.input_format, self.output_device, self.output_format
+            "live: host {} | input {} ({}) -> output {} ({})",
+            self.host, self.input_device, self.input_format, self.output_device, self.output_format
         )?;
         writeln!(
             f,
@@ -203,6 +209,8 @@ pub struct LiveReport {
     pub output_device_delay: Duration,
     /// Stream errors that were not fatal (other than xruns).
     pub stream_errors: u64,
+    /// Streams reopened after repeated errors.
+    pub stream_restarts: u64,
     /// Largest capture period seen.
     pub input_period: Duration,
     /// Largest playback period seen.
@@ -223,6 +231,7 @@ impl LiveReport {
     pub fn to_json(&self) -> serde_json::Value {
         let st = &self.start;
         let mut m = serde_json::Map::new();
+        m.insert("host".into(), serde_json::json!(st.host));
         m.insert("input_device".into(), serde_json::json!(st.input_device));
         m.insert("output_device".into(), serde_json::json!(st.output_device));
         m.insert("input_format".into(), serde_json::json!(st.input_format));
@@ -275,6 +284,7 @@ impl LiveReport {
             serde_json::json!(self.dropped_output_frames),
         );
         m.insert("stream_errors".into(), serde_json::json!(self.stream_errors));
+        m.insert("stream_restarts".into(), serde_json::json!(self.stream_restarts));
         m.insert("drift_corrections".into(), serde_json::json!(self.drift_corrections));
         m.insert("slips".into(), serde_json::json!(self.slips));
         m.insert("hops_at_level".into(), serde_json::json!(self.hops_at_level));
@@ -322,7 +332,7 @@ impl std::fmt::Display for LiveReport {
         writeln!(
             f,
             "live: xruns {} (driver: input {}, output {}; dropped input {} frames in {} callbacks; output \
-             underruns {} ({} frames); dropped output {} frames) | stream errors {} | drift corrections {} frames | slips {}",
+             underruns {} ({} frames); dropped output {} frames) | stream errors {} (reopened {}) | drift corrections {} frames | slips {}",
             self.xruns(),
             self.input_xruns,
             self.output_xruns,
@@ -332,6 +342,7 @@ impl std::fmt::Display for LiveReport {
             self.output_underrun_frames,
             self.dropped_output_frames,
             self.stream_errors,
+            self.stream_restarts,
             self.drift_corrections,
             self.slips
         )?;
@@ -381,9 +392,9 @@ impl std::fmt::Display for LiveReport {
     }
 }
 
-/// Every audio device of the default host, with its default formats.
-pub fn list_devices() -> Result<String> {
-    device::describe_devices()
+/// Every audio device of the host (see [`LiveOptions::host`]), with its default formats.
+pub fn list_devices(host: Option<&str>) -> Result<String> {
+    device::describe_devices(host)
 }
 
 enum Rec {
@@ -480,7 +491,7 @@ fn dur(frames: u64, rate: u32) -> Duration {
 /// Run live enhancement until `stop` is set, `opts.duration` passes, or a stream fails.
 /// `log` receives the start report and events (level changes, notices) as they happen.
 pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> Result<LiveReport> {
-    let host = cpal::default_host();
+    let host = device::pick_host(opts.host.as_deref())?;
     let in_dev = device::find_device(&host, opts.input_device.as_deref(), Direction::Input)?;
     let out_dev = device::find_device(&host, opts.output_device.as_deref(), Direction::Output)?;
     let in_sup = in_dev
@@ -504,6 +515,7 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
         },
     )?;
     let start_report = StartReport {
+        host: host.id().name().to_lowercase(),
         input_device: device::device_name(&in_dev),
         output_device: device::device_name(&out_dev),
         input_format: format_of(&in_sup),
@@ -528,11 +540,13 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
         opts.record_output.clone().map(|p| (p, wav(out_rate, out_ch))),
     )?;
 
-    // Block pools: about 1 s of audio each, in blocks of up to ~21 ms.
+    // Block pools (allocated here, before the streams start): input blocks of up to ~21 ms,
+    // sent from ~2.7 ms on; output blocks of ~4 ms (a fine-grained queue level). Several
+    // seconds' worth each, so a stall of the processing thread is absorbed, not dropped.
     let in_block = (in_rate as usize / 48).max(64);
-    let out_block = (out_rate as usize / 250).max(32); // ~4 ms: fine-grained queue level
-    let in_count = 48;
-    let out_count = 256;
+    let out_block = (out_rate as usize / 250).max(32);
+    let in_count = 512;
+    let out_count = 2048;
     let counters = Arc::new(Counters::default());
     let (err_tx, err_rx) = crossbeam_channel::bounded(16);
     let me = std::thread::current();
@@ -559,6 +573,7 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
         wake: me.clone(),
     };
     let in_side = device::InputSide {
+        min_block_frames: (in_rate / 375).max(1),
         free_rx: in_free_rx,
         free_tx: in_free_tx.clone(),
         full_tx: in_full_tx,
@@ -566,53 +581,42 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
         errors: err_tx.clone(),
         wake: me.clone(),
     };
-    let out_stream = device::build_output(
-        &out_dev,
-        stream_config(out_rate, out_ch, true),
-        out_sup.sample_format(),
-        out_side.clone(),
-    )
-    .or_else(|e| {
-        if opts.period.is_zero() {
-            return Err(e);
-        }
-        log(&format!(
-            "live: note: fixed output period refused ({e}); using the device default"
-        ));
-        device::build_output(
-            &out_dev,
-            stream_config(out_rate, out_ch, false),
-            out_sup.sample_format(),
-            out_side,
-        )
-    })?;
-    let in_stream = device::build_input(
-        &in_dev,
-        stream_config(in_rate, in_ch, true),
-        in_sup.sample_format(),
-        in_side.clone(),
-    )
-    .or_else(|e| {
-        if opts.period.is_zero() {
-            return Err(e);
-        }
-        log(&format!(
-            "live: note: fixed input period refused ({e}); using the device default"
-        ));
-        device::build_input(
-            &in_dev,
-            stream_config(in_rate, in_ch, false),
-            in_sup.sample_format(),
-            in_side,
-        )
-    })?;
+    let open_output = |log: &mut dyn FnMut(&str)| -> Result<cpal::Stream> {
+        let fmt = out_sup.sample_format();
+        let st = device::build_output(&out_dev, stream_config(out_rate, out_ch, true), fmt, out_side.clone()).or_else(
+            |e| {
+                if opts.period.is_zero() {
+                    return Err(e);
+                }
+                log(&format!(
+                    "live: note: fixed output period refused ({e}); using the device default"
+                ));
+                device::build_output(&out_dev, stream_config(out_rate, out_ch, false), fmt, out_side.clone())
+            },
+        )?;
+        st.play()
+            .map_err(|e| Error::Audio(format!("cannot start playback: {e}")))?;
+        Ok(st)
+    };
+    let open_input = |log: &mut dyn FnMut(&str)| -> Result<cpal::Stream> {
+        let fmt = in_sup.sample_format();
+        let st =
+            device::build_input(&in_dev, stream_config(in_rate, in_ch, true), fmt, in_side.clone()).or_else(|e| {
+                if opts.period.is_zero() {
+                    return Err(e);
+                }
+                log(&format!(
+                    "live: note: fixed input period refused ({e}); using the device default"
+                ));
+                device::build_input(&in_dev, stream_config(in_rate, in_ch, false), fmt, in_side.clone())
+            })?;
+        st.play()
+            .map_err(|e| Error::Audio(format!("cannot start capture: {e}")))?;
+        Ok(st)
+    };
     log(&start_report.to_string());
-    out_stream
-        .play()
-        .map_err(|e| Error::Audio(format!("cannot start playback: {e}")))?;
-    in_stream
-        .play()
-        .map_err(|e| Error::Audio(format!("cannot start capture: {e}")))?;
+    let mut out_stream = Some(open_output(log)?);
+    let mut in_stream = Some(open_input(log)?);
     let started = Instant::now();
 
     // Processing loop.
@@ -624,12 +628,13 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
     let mut dropped_out = 0u64;
     let mut drift = 0u64;
     let mut skip = 0u64;
+    let mut high_windows = 0u32;
     let mut window_min = i64::MAX;
     let mut window_start = Instant::now();
     let mut switches_seen = 0usize;
     let mut device_error: Option<String> = None;
-    let mut error_window = Instant::now();
-    let mut errors_in_window = 0u32;
+    let mut windows = [(Instant::now(), 0u32); 2];
+    let mut restarts = 0u32;
     let mut stream_errors = 0u64;
     let (mut in_delay_sum, mut out_delay_sum, mut delay_n) = (0u128, 0u128, 0u64);
     let mut failure: Option<Error> = None;
@@ -678,19 +683,39 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
                     break;
                 }
                 _ => {
-                    // Other errors may be transient (the stream recovers): fatal only when
-                    // they keep coming.
-                    if error_window.elapsed() > Duration::from_secs(1) {
-                        error_window = Instant::now();
-                        errors_in_window = 0;
-                    }
-                    errors_in_window += 1;
+                    // Other errors may be transient. A stream that keeps failing (e.g. the
+                    // ALSA pulse plugin after an xrun) is reopened; one that cannot be
+                    // reopened, or fails again and again, ends the run.
                     stream_errors += 1;
-                    if errors_in_window >= 10 {
-                        fatal = Some(format!("{dir} stream keeps failing: {e}"));
-                        break;
-                    }
                     log(&format!("live: warning: {dir} stream: {e}"));
+                    let w = &mut windows[dir as usize];
+                    if w.0.elapsed() > Duration::from_secs(1) {
+                        *w = (Instant::now(), 0);
+                    }
+                    w.1 += 1;
+                    if w.1 >= 3 {
+                        *w = (Instant::now(), 0);
+                        restarts += 1;
+                        if restarts > 5 {
+                            fatal = Some(format!("{dir} stream keeps failing: {e}"));
+                            break;
+                        }
+                        log(&format!("live: reopening the {dir} stream"));
+                        let reopened = match dir {
+                            Direction::Input => {
+                                in_stream = None;
+                                open_input(log).map(|s| in_stream = Some(s))
+                            }
+                            Direction::Output => {
+                                out_stream = None;
+                                open_output(log).map(|s| out_stream = Some(s))
+                            }
+                        };
+                        if let Err(e) = reopened {
+                            fatal = Some(format!("{dir} stream failed and could not be reopened: {e}"));
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -740,7 +765,10 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
                 // Prime the output queue: one input period (as output frames) + one output
                 // period + the margin, so the first callbacks find data however they interleave.
                 let in_p = counters.in_period.load(Relaxed) * out_rate as u64 / in_rate as u64;
-                let out_p = (counters.out_period.load(Relaxed)).max(period_frames(out_rate) as u64);
+                let out_p = match counters.out_period.load(Relaxed) {
+                    0 => period_frames(out_rate) as u64,
+                    p => p,
+                };
                 let t = in_p + out_p + (opts.margin.as_secs_f64() * out_rate as f64) as u64;
                 send(None, t as usize, &mut dropped_out);
                 target = Some(t);
@@ -762,8 +790,8 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
             switches_seen = pipe.enhancer().switches().len();
         }
         if let Some(e) = failure.take() {
-            drop(in_stream);
-            drop(out_stream);
+            drop(in_stream.take());
+            drop(out_stream.take());
             let _ = recorder.finish();
             return Err(e);
         }
@@ -781,12 +809,20 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
             let level = counters.out_queued.load(Relaxed);
             window_min = window_min.min(level);
             if window_start.elapsed() >= Duration::from_secs(2) {
-                let slack = counters.out_period.load(Relaxed) as i64 + (out_rate / 100) as i64;
+                // Only a persistent excess (three windows in a row, beyond one output period +
+                // 20 ms) is drift; transient excess after an underrun's re-prime is not.
+                let slack = counters.out_period.load(Relaxed) as i64 + (out_rate / 50) as i64;
                 if window_min != i64::MAX && window_min > t as i64 + slack {
-                    // Output is slower than input: skip the excess in the next block we send.
+                    high_windows += 1;
+                } else {
+                    high_windows = 0;
+                }
+                if high_windows >= 3 {
+                    // Output is slower than input: skip the excess in what we send next.
                     let excess = (window_min - t as i64) as u64;
                     drift += excess;
                     skip += excess;
+                    high_windows = 0;
                 }
                 window_min = i64::MAX;
                 window_start = Instant::now();
@@ -811,8 +847,8 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
         c.out_underrun_frames.load(Relaxed),
     );
     let wall = started.elapsed();
-    drop(in_stream);
-    drop(out_stream);
+    drop(in_stream.take());
+    drop(out_stream.take());
     let rec = recorder.finish();
     let enh = pipe.enhancer();
     let audio = dur(pipe.frames_in(), in_rate);
@@ -846,6 +882,7 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
         input_device_delay: Duration::from_nanos((in_delay_sum / delay_n.max(1) as u128) as u64),
         output_device_delay: Duration::from_nanos((out_delay_sum / delay_n.max(1) as u128) as u64),
         stream_errors,
+        stream_restarts: restarts as u64,
         input_period: dur(c.in_period.load(Relaxed), in_rate),
         output_period: dur(c.out_period.load(Relaxed), out_rate),
     };

@@ -62,9 +62,9 @@ trap cleanup EXIT INT TERM
 
 # A private environment: the daemon and every client find each other through it, and nothing
 # of the caller's (or a desktop's) audio setup is touched.
-export HOME="$T" XDG_RUNTIME_DIR="$T/run" XDG_CONFIG_HOME="$T/config" PULSE_RUNTIME_PATH="$T/run/pulse"
+export HOME="$T" XDG_RUNTIME_DIR="$T/run" PULSE_RUNTIME_PATH="$T/run/pulse"
 export PULSE_SERVER="unix:$T/run/pulse/native"
-mkdir -p "$XDG_RUNTIME_DIR" "$XDG_CONFIG_HOME"
+mkdir -p "$XDG_RUNTIME_DIR"
 chmod 700 "$XDG_RUNTIME_DIR"
 printf 'pcm.!default { type pulse }\nctl.!default { type pulse }\n' >"$T/.asoundrc"
 cat >"$T/default.pa" <<'EOF'
