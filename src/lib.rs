@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod audio;
+pub mod capi;
 pub mod contract;
 pub mod error;
 pub mod live;
