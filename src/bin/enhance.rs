@@ -105,6 +105,10 @@ struct Args {
     /// Pipelined schedule: one batched network call per hop (cheaper at --steps >= 1, + (passes-1) hops latency).
     #[arg(long, help_heading = "Live")]
     pipelined: bool,
+    /// Keep normal scheduling (default: real-time SCHED_FIFO for the processing thread when
+    /// permitted, e.g. as root or with an rtprio limit).
+    #[arg(long, help_heading = "Live")]
+    no_realtime: bool,
     /// Test hook: extra busy time per network pass in microseconds (simulates a slow machine).
     #[arg(long, default_value_t = 0, hide = true)]
     simulate_pass_cost_us: u64,
@@ -428,6 +432,7 @@ fn run_live(args: &Args) -> Result<(), Fail> {
         duration: args.duration.map(Duration::from_secs_f64),
         period: Duration::from_secs_f64(args.period_ms / 1000.0),
         margin: Duration::from_secs_f64(args.margin_ms / 1000.0),
+        realtime: !args.no_realtime,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();

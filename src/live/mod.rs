@@ -65,6 +65,9 @@ pub struct LiveOptions {
     pub period: Duration,
     /// Safety margin of the output queue on top of one input and one output period.
     pub margin: Duration,
+    /// Run the processing thread with real-time scheduling (SCHED_FIFO) when permitted, so
+    /// other load on the machine cannot delay it. Falls back to normal scheduling (reported).
+    pub realtime: bool,
 }
 
 impl Default for LiveOptions {
@@ -84,6 +87,7 @@ impl Default for LiveOptions {
             duration: None,
             period: Duration::from_millis(10),
             margin: Duration::from_millis(6),
+            realtime: true,
         }
     }
 }
@@ -115,6 +119,8 @@ pub struct StartReport {
     pub pipeline_delay: Duration,
     /// Requested device period.
     pub period: Duration,
+    /// Scheduling of the processing thread.
+    pub scheduling: String,
 }
 
 impl std::fmt::Display for StartReport {
@@ -147,11 +153,12 @@ impl std::fmt::Display for StartReport {
             f,
             "live: latency: algorithmic {:.1} ms (STFT window + look-ahead) | pipeline delay {:.1} ms \
              (+ resampling {:.1} ms and hop alignment) | buffering: device period {:.1} ms requested, \
-             output queue set on the first input | Ctrl-C stops",
+             output queue set on the first input | processing thread: {} | Ctrl-C stops",
             ms(self.algorithmic),
             ms(self.pipeline_delay),
             ms(self.resampling),
             ms(self.period),
+            self.scheduling,
         )
     }
 }
@@ -237,6 +244,7 @@ impl LiveReport {
         m.insert("input_format".into(), serde_json::json!(st.input_format));
         m.insert("output_format".into(), serde_json::json!(st.output_format));
         m.insert("model".into(), serde_json::json!(st.model));
+        m.insert("scheduling".into(), serde_json::json!(st.scheduling));
         m.insert("ladder".into(), serde_json::json!(st.ladder));
         m.insert("network_passes".into(), serde_json::json!(st.passes));
         m.insert("algorithmic_latency_ms".into(), serde_json::json!(ms(st.algorithmic)));
@@ -480,6 +488,38 @@ fn format_of(c: &cpal::SupportedStreamConfig) -> String {
     format!("{} Hz, {} ch, {}", c.sample_rate(), c.channels(), c.sample_format())
 }
 
+/// Ask for SCHED_FIFO (priority 10) for the calling thread; says what was granted.
+fn realtime_scheduling() -> String {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 10 };
+        // SAFETY: plain syscall on the calling thread with a valid parameter struct.
+        let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        if r == 0 {
+            "real-time (SCHED_FIFO 10)".into()
+        } else {
+            format!(
+                "normal scheduling (real-time refused: {})",
+                std::io::Error::last_os_error()
+            )
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        "normal scheduling".into()
+    }
+}
+
+/// Back to normal scheduling for the calling thread (after [`realtime_scheduling`]).
+fn normal_scheduling() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain syscall on the calling thread with a valid parameter struct.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+    }
+}
+
 fn c_in_delay(c: &Counters) -> u64 {
     c.in_delay_ns.load(Relaxed)
 }
@@ -527,6 +567,11 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
         resampling: pipe.resampler_delay(),
         pipeline_delay: pipe.delay(),
         period: opts.period,
+        scheduling: if opts.realtime {
+            realtime_scheduling()
+        } else {
+            "normal scheduling".into()
+        },
     };
 
     let wav = |rate: u32, ch: usize| WavFormat {
@@ -790,6 +835,7 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
             switches_seen = pipe.enhancer().switches().len();
         }
         if let Some(e) = failure.take() {
+            normal_scheduling();
             drop(in_stream.take());
             drop(out_stream.take());
             let _ = recorder.finish();
@@ -847,6 +893,7 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
         c.out_underrun_frames.load(Relaxed),
     );
     let wall = started.elapsed();
+    normal_scheduling();
     drop(in_stream.take());
     drop(out_stream.take());
     let rec = recorder.finish();
