@@ -530,3 +530,57 @@ fn check_latency(run: &Run, e2e: f64) {
         total * 1000.0
     );
 }
+
+fn enhance(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_enhance"))
+        .args(args)
+        .env("PULSE_SERVER", "unix:/nonexistent/thunder-test") // no audio server: ALSA host
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// CLI behaviour of the live options without any audio server.
+#[test]
+fn live_cli_errors_are_clear() {
+    let tiny = tiny_model();
+    let tiny = tiny.to_str().unwrap();
+    // Listing works without a sound card (ALSA's virtual devices).
+    let (code, text) = enhance(&["--list-devices"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("host: ALSA") && text.contains("alsa:default"), "{text}");
+    // Live mode takes no file paths.
+    let (code, text) = enhance(&["--live", "a.wav", "b.wav"]);
+    assert_eq!(code, Some(2), "{text}");
+    // Live-only options need --live.
+    let (code, text) = enhance(&["--record-input", "x.wav", "a.wav", "b.wav"]);
+    assert_eq!(code, Some(2), "{text}");
+    // Unknown device: exit 7, says what to do.
+    let (code, text) = enhance(&["--live", "--model", tiny, "--input-device", "no-such-device-xyz"]);
+    assert_eq!(code, Some(7), "{text}");
+    assert!(
+        text.contains("no input device matches") && text.contains("--list-devices"),
+        "{text}"
+    );
+    // Unknown host.
+    let (code, text) = enhance(&["--live", "--model", tiny, "--host", "nope"]);
+    assert_eq!(code, Some(7), "{text}");
+    assert!(text.contains("no audio host"), "{text}");
+    // Missing model: exit 5 before any device is opened.
+    let (code, text) = enhance(&[
+        "--live",
+        "--model",
+        "/nonexistent/model.onnx",
+        "--input-device",
+        "null",
+        "--output-device",
+        "null",
+    ]);
+    assert_eq!(code, Some(5), "{text}");
+    // Bad numbers.
+    let (code, text) = enhance(&["--live", "--model", tiny, "--duration", "-1"]);
+    assert_eq!(code, Some(2), "{text}");
+}

@@ -75,23 +75,23 @@ struct Args {
     #[arg(long, value_name = "NAME", help_heading = "Live")]
     host: Option<String>,
     /// Capture device: `default`, an id from --list-devices, or a unique part of its name.
-    #[arg(long, requires = "live", value_name = "NAME", help_heading = "Live")]
+    #[arg(long, value_name = "NAME", help_heading = "Live")]
     input_device: Option<String>,
     /// Playback device: `default`, an id from --list-devices, or a unique part of its name.
-    #[arg(long, requires = "live", value_name = "NAME", help_heading = "Live")]
+    #[arg(long, value_name = "NAME", help_heading = "Live")]
     output_device: Option<String>,
     /// Record what was captured (device rate and channels, float WAV).
-    #[arg(long, requires = "live", value_name = "FILE", help_heading = "Live")]
+    #[arg(long, value_name = "FILE", help_heading = "Live")]
     record_input: Option<PathBuf>,
     /// Record the enhanced stream sent to the output device (lags --record-input by exactly the
     /// reported pipeline delay).
-    #[arg(long, requires = "live", value_name = "FILE", help_heading = "Live")]
+    #[arg(long, value_name = "FILE", help_heading = "Live")]
     record_output: Option<PathBuf>,
     /// Also write the exit report as JSON (latencies, per-hop times, xruns, level changes).
-    #[arg(long, requires = "live", value_name = "FILE", help_heading = "Live")]
+    #[arg(long, value_name = "FILE", help_heading = "Live")]
     report_json: Option<PathBuf>,
     /// Stop after this many seconds.
-    #[arg(long, requires = "live", value_name = "SECONDS", help_heading = "Live")]
+    #[arg(long, value_name = "SECONDS", help_heading = "Live")]
     duration: Option<f64>,
     /// Requested device period (callback size) in ms; 0 = the device's default.
     #[arg(long, default_value_t = 10.0, value_name = "MS", help_heading = "Live")]
@@ -272,6 +272,18 @@ fn run(args: Args) -> Result<(), Fail> {
     }
     if args.live {
         return run_live(&args);
+    }
+    let live_only = [
+        (args.input_device.is_some(), "--input-device"),
+        (args.output_device.is_some(), "--output-device"),
+        (args.record_input.is_some(), "--record-input"),
+        (args.record_output.is_some(), "--record-output"),
+        (args.report_json.is_some(), "--report-json"),
+        (args.duration.is_some(), "--duration"),
+        (args.host.is_some(), "--host"),
+    ];
+    if let Some((_, name)) = live_only.iter().find(|(set, _)| *set) {
+        return Err(Error::Config(format!("{name} needs --live")).into());
     }
     let jobs = plan(&args.paths)?;
     let model_path = match &args.model {

@@ -601,7 +601,7 @@ mod tests {
             }
         }
         let (h, l, r) = at.expect("degrades");
-        assert!(h >= 24 && h < 60, "after {h} hops");
+        assert!((24..60).contains(&h), "after {h} hops");
         assert_eq!((l, r), (1, SwitchReason::Load));
         // At the cheap level the load is a third: 0.4 → predicted 1.2 at the top: stays down.
         for _ in 0..1000 {

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, StreamTrait};
-use crossbeam_channel::TryRecvError;
 
 pub use adaptive::{AdaptiveConfig, AdaptiveEnhancer, OverloadPolicy, PolicyConfig, Switch, SwitchReason};
 pub use pipeline::{Pipeline, PipelineConfig};
@@ -770,11 +769,7 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
             break;
         }
         let mut got = false;
-        loop {
-            let b = match in_full_rx.try_recv() {
-                Ok(b) => b,
-                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
-            };
+        while let Ok(b) = in_full_rx.try_recv() {
             got = true;
             let frames = b.len / in_ch;
             let backlog = (counters.in_queued.fetch_sub(frames as i64, Relaxed) - frames as i64).max(0) as usize;

@@ -41,7 +41,6 @@ command -v pulseaudio >/dev/null 2>&1 || need+=(pulseaudio)
 command -v pactl >/dev/null 2>&1 || need+=(pulseaudio-utils)
 [ -e /usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so ] \
   || ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so >/dev/null 2>&1 || need+=(libasound2-plugins)
-command -v aplay >/dev/null 2>&1 || need+=(alsa-utils)
 if ((${#need[@]})); then
   echo "run_pulse.sh: installing ${need[*]} (apt-get)"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
