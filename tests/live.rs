@@ -317,6 +317,17 @@ struct Run {
 }
 
 fn run_pulse(model: &Path, noisy: &Path, out: &Path, duration: f64, extra: &[&str]) -> Run {
+    run_pulse_with(model, noisy, out, duration, None, extra)
+}
+
+fn run_pulse_with(
+    model: &Path,
+    noisy: &Path,
+    out: &Path,
+    duration: f64,
+    kill_server_after: Option<f64>,
+    extra: &[&str],
+) -> Run {
     let enhance = PathBuf::from(env!("CARGO_BIN_EXE_enhance"));
     let st = Command::new("bash")
         .arg(root().join("tests/live/run_pulse.sh"))
@@ -330,6 +341,11 @@ fn run_pulse(model: &Path, noisy: &Path, out: &Path, duration: f64, extra: &[&st
         .arg(out)
         .arg("--duration")
         .arg(duration.to_string())
+        .args(
+            kill_server_after
+                .map(|k| vec!["--kill-server-after".to_string(), k.to_string()])
+                .unwrap_or_default(),
+        )
         .arg("--")
         .args(extra)
         .status()
@@ -442,6 +458,27 @@ fn live_through_pulseaudio() {
         f(r, "total_latency_ms")
     );
     check_latency(&run, e2e);
+
+    // The audio server dies under a running enhance: clear error, exit 7, recordings kept.
+    let run = run_pulse_with(
+        &tiny_model(),
+        &noisy_path,
+        &tmp.path().join("killed"),
+        dur,
+        Some(2.0),
+        &["--period-ms", "20"],
+    );
+    assert_eq!(run.exit_code, 7, "a lost audio server is exit code 7");
+    let e = run.report["device_error"].as_str().unwrap_or_default().to_string();
+    assert!(e.contains("stream failed"), "device error: {e:?}");
+    let (_, rin) = mono(&run.dir.join("record-in.wav"));
+    let (_, rout) = mono(&run.dir.join("record-out.wav"));
+    assert!(
+        !rin.is_empty() && rin.len() == rout.len(),
+        "recordings kept: {} / {}",
+        rin.len(),
+        rout.len()
+    );
 
     // 2. The trained model: the played audio must be enhanced speech.
     let model = root().join("models/thunder-16k.onnx");
