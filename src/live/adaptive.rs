@@ -95,6 +95,7 @@ pub struct OverloadPolicy {
     changed_at: u64,
     last_up_at: Option<u64>,
     wait: u64,
+    trigger: f64,
 }
 
 impl OverloadPolicy {
@@ -111,6 +112,7 @@ impl OverloadPolicy {
             changed_at: 0,
             last_up_at: None,
             wait,
+            trigger: 0.0,
         }
     }
 
@@ -122,6 +124,11 @@ impl OverloadPolicy {
     /// Smoothed load (processing time / real time) at the current level.
     pub fn load(&self) -> f64 {
         self.ema.unwrap_or(0.0)
+    }
+
+    /// Smoothed load of the level that was left at the last change.
+    pub fn trigger_load(&self) -> f64 {
+        self.trigger
     }
 
     /// Current wait before a step up is tried (hops).
@@ -180,6 +187,7 @@ impl OverloadPolicy {
     }
 
     fn switch(&mut self, to: usize, ema: f64) -> usize {
+        self.trigger = ema;
         // Rescale the load estimate to the new level's cost.
         let scale = self.passes[to] as f64 / self.passes[self.level].max(1) as f64;
         self.ema = Some(ema * scale);
@@ -233,7 +241,7 @@ pub struct Switch {
     pub to_steps: usize,
     /// Why.
     pub reason: SwitchReason,
-    /// Smoothed load that triggered it (predicted load of the new level when recovering).
+    /// Smoothed load (processing time / real time) of the level that was left.
     pub load: f64,
 }
 
@@ -490,7 +498,7 @@ impl AdaptiveEnhancer {
                     from_steps: self.levels[self.active].steps,
                     to_steps: self.levels[to].steps,
                     reason,
-                    load: self.policy.load(),
+                    load: self.policy.trigger_load(),
                 });
                 self.pending = Some(to);
             }
