@@ -276,6 +276,154 @@ fn error_callback(
     }
 }
 
+/// The body of a capture callback: converts samples into pool blocks and queues them.
+/// Never blocks, locks or allocates (tested with a counting allocator).
+pub(crate) struct Capture {
+    ch: usize,
+    min_frames: usize,
+    pos: u64,
+    cur: Option<Block>,
+    free_rx: Receiver<Block>,
+    free_tx: Sender<Block>,
+    full_tx: Sender<Block>,
+    counters: Arc<Counters>,
+}
+
+impl Capture {
+    pub(crate) fn new(ch: usize, side: &InputSide) -> Self {
+        Self {
+            ch,
+            // Tiny callbacks (some servers deliver a few frames at a time) are coalesced into
+            // blocks of at least this many frames, so the pool is not used up one per callback.
+            min_frames: (side.min_block_frames as usize).max(1),
+            pos: side.counters.in_pos.load(Relaxed),
+            cur: None,
+            free_rx: side.free_rx.clone(),
+            free_tx: side.free_tx.clone(),
+            full_tx: side.full_tx.clone(),
+            counters: side.counters.clone(),
+        }
+    }
+
+    pub(crate) fn push<T: Copy>(&mut self, data: &[T])
+    where
+        f32: FromSample<T>,
+    {
+        let ch = self.ch;
+        let c = &self.counters;
+        let frames = data.len() / ch;
+        c.in_callbacks.fetch_add(1, Relaxed);
+        c.in_period.fetch_max(frames as u64, Relaxed);
+        let mut rest = &data[..frames * ch];
+        while !rest.is_empty() {
+            if self.cur.is_none() {
+                match self.free_rx.try_recv() {
+                    Ok(mut b) => {
+                        b.len = 0;
+                        b.pos = self.pos;
+                        self.cur = Some(b);
+                    }
+                    Err(_) => {
+                        let f = (rest.len() / ch) as u64;
+                        c.in_dropped_frames.fetch_add(f, Relaxed);
+                        c.in_dropped_events.fetch_add(1, Relaxed);
+                        self.pos += f;
+                        break;
+                    }
+                }
+            }
+            let Some(b) = self.cur.as_mut() else { break };
+            let n = (rest.len() / ch).min((b.data.len() - b.len) / ch);
+            for (d, s) in b.data[b.len..b.len + n * ch].iter_mut().zip(&rest[..n * ch]) {
+                *d = f32::from_sample_(*s);
+            }
+            b.len += n * ch;
+            self.pos += n as u64;
+            rest = &rest[n * ch..];
+            if b.len / ch >= self.min_frames || b.len == b.data.len() {
+                if let Some(b) = self.cur.take() {
+                    let f = (b.len / ch) as i64;
+                    c.in_queued.fetch_add(f, Relaxed);
+                    if let Err(e) = self.full_tx.try_send(b) {
+                        c.in_queued.fetch_sub(f, Relaxed);
+                        c.in_dropped_frames.fetch_add(f as u64, Relaxed);
+                        c.in_dropped_events.fetch_add(1, Relaxed);
+                        let _ = self.free_tx.try_send(e.into_inner());
+                    }
+                }
+            }
+        }
+        c.in_pos.store(self.pos, Relaxed);
+    }
+}
+
+/// The body of a playback callback: copies queued blocks out, silence when the queue is dry
+/// (counted after the start). Never blocks, locks or allocates (tested).
+pub(crate) struct Playback {
+    ch: usize,
+    cur: Option<Block>,
+    off: usize,
+    full_rx: Receiver<Block>,
+    free_tx: Sender<Block>,
+    counters: Arc<Counters>,
+}
+
+impl Playback {
+    pub(crate) fn new(ch: usize, side: &OutputSide) -> Self {
+        Self {
+            ch,
+            cur: None,
+            off: 0,
+            full_rx: side.full_rx.clone(),
+            free_tx: side.free_tx.clone(),
+            counters: side.counters.clone(),
+        }
+    }
+
+    pub(crate) fn fill<T: Sample + FromSample<f32>>(&mut self, data: &mut [T]) {
+        let (ch, c) = (self.ch, &self.counters);
+        c.out_callbacks.fetch_add(1, Relaxed);
+        c.out_period.fetch_max((data.len() / ch) as u64, Relaxed);
+        let mut i = 0;
+        while i < data.len() {
+            if self.cur.is_none() {
+                match self.full_rx.try_recv() {
+                    Ok(b) => {
+                        self.cur = Some(b);
+                        self.off = 0;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let Some(b) = self.cur.as_ref() else { break };
+            let n = (b.len - self.off).min(data.len() - i);
+            for (d, s) in data[i..i + n].iter_mut().zip(&b.data[self.off..self.off + n]) {
+                *d = T::from_sample_(*s);
+            }
+            i += n;
+            self.off += n;
+            if self.off >= b.len {
+                if let Some(b) = self.cur.take() {
+                    let _ = self.free_tx.try_send(b);
+                }
+            }
+        }
+        c.out_queued.fetch_sub((i / ch) as i64, Relaxed);
+        if i > 0 {
+            c.out_started.store(true, Relaxed);
+        }
+        if i < data.len() {
+            for d in &mut data[i..] {
+                *d = T::EQUILIBRIUM;
+            }
+            if c.out_started.load(Relaxed) {
+                c.out_underrun_frames.fetch_add(((data.len() - i) / ch) as u64, Relaxed);
+                c.out_underruns.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
 fn build_input_typed<T>(
     device: &cpal::Device,
     config: StreamConfig,
@@ -285,70 +433,17 @@ where
     T: SizedSample + Send + 'static,
     f32: FromSample<T>,
 {
-    let ch = config.channels as usize;
+    let mut capture = Capture::new(config.channels as usize, &side);
     let InputSide {
-        free_rx,
-        free_tx,
-        full_tx,
-        counters,
-        errors,
-        wake,
-        min_block_frames,
+        counters, errors, wake, ..
     } = side;
     let on_error = error_callback(Direction::Input, counters.clone(), errors, wake.clone());
-    let mut pos = counters.in_pos.load(Relaxed);
-    // Tiny callbacks (some servers deliver a few frames at a time) are coalesced into blocks
-    // of at least `min_frames` (about 2.7 ms), so the pool is not used up one callback per block.
-    let min_frames = (min_block_frames as usize).max(1);
-    let mut cur: Option<Block> = None;
     let on_data = move |data: &[T], info: &cpal::InputCallbackInfo| {
-        let frames = data.len() / ch;
-        counters.in_callbacks.fetch_add(1, Relaxed);
-        counters.in_period.fetch_max(frames as u64, Relaxed);
         let ts = info.timestamp();
         if let Some(d) = ts.callback.checked_duration_since(ts.capture) {
             counters.in_delay_ns.store(d.as_nanos() as u64, Relaxed);
         }
-        let mut rest = &data[..frames * ch];
-        while !rest.is_empty() {
-            if cur.is_none() {
-                match free_rx.try_recv() {
-                    Ok(mut b) => {
-                        b.len = 0;
-                        b.pos = pos;
-                        cur = Some(b);
-                    }
-                    Err(_) => {
-                        let f = (rest.len() / ch) as u64;
-                        counters.in_dropped_frames.fetch_add(f, Relaxed);
-                        counters.in_dropped_events.fetch_add(1, Relaxed);
-                        pos += f;
-                        break;
-                    }
-                }
-            }
-            let Some(b) = cur.as_mut() else { break };
-            let n = (rest.len() / ch).min((b.data.len() - b.len) / ch);
-            for (d, s) in b.data[b.len..b.len + n * ch].iter_mut().zip(&rest[..n * ch]) {
-                *d = f32::from_sample(*s);
-            }
-            b.len += n * ch;
-            pos += n as u64;
-            rest = &rest[n * ch..];
-            if b.len / ch >= min_frames || b.len == b.data.len() {
-                if let Some(b) = cur.take() {
-                    let f = (b.len / ch) as i64;
-                    counters.in_queued.fetch_add(f, Relaxed);
-                    if let Err(e) = full_tx.try_send(b) {
-                        counters.in_queued.fetch_sub(f, Relaxed);
-                        counters.in_dropped_frames.fetch_add(f as u64, Relaxed);
-                        counters.in_dropped_events.fetch_add(1, Relaxed);
-                        let _ = free_tx.try_send(e.into_inner());
-                    }
-                }
-            }
-        }
-        counters.in_pos.store(pos, Relaxed);
+        capture.push(data);
         wake.unpark();
     };
     device.build_input_stream::<T, _, _>(config, on_data, on_error, Some(Duration::from_secs(5)))
@@ -362,63 +457,17 @@ fn build_output_typed<T>(
 where
     T: SizedSample + FromSample<f32> + Send + 'static,
 {
-    let ch = config.channels as usize;
+    let mut playback = Playback::new(config.channels as usize, &side);
     let OutputSide {
-        full_rx,
-        free_tx,
-        counters,
-        errors,
-        wake,
+        counters, errors, wake, ..
     } = side;
     let on_error = error_callback(Direction::Output, counters.clone(), errors, wake);
-    let mut cur: Option<Block> = None;
-    let mut off = 0usize;
     let on_data = move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
-        counters.out_callbacks.fetch_add(1, Relaxed);
-        counters.out_period.fetch_max((data.len() / ch) as u64, Relaxed);
         let ts = info.timestamp();
         if let Some(d) = ts.playback.checked_duration_since(ts.callback) {
             counters.out_delay_ns.store(d.as_nanos() as u64, Relaxed);
         }
-        let mut i = 0;
-        while i < data.len() {
-            if cur.is_none() {
-                match full_rx.try_recv() {
-                    Ok(b) => {
-                        cur = Some(b);
-                        off = 0;
-                    }
-                    Err(_) => break,
-                }
-            }
-            let Some(b) = cur.as_ref() else { break };
-            let n = (b.len - off).min(data.len() - i);
-            for (d, s) in data[i..i + n].iter_mut().zip(&b.data[off..off + n]) {
-                *d = T::from_sample(*s);
-            }
-            i += n;
-            off += n;
-            if off >= b.len {
-                if let Some(b) = cur.take() {
-                    let _ = free_tx.try_send(b);
-                }
-            }
-        }
-        counters.out_queued.fetch_sub((i / ch) as i64, Relaxed);
-        if i > 0 {
-            counters.out_started.store(true, Relaxed);
-        }
-        if i < data.len() {
-            for d in &mut data[i..] {
-                *d = T::EQUILIBRIUM;
-            }
-            if counters.out_started.load(Relaxed) {
-                counters
-                    .out_underrun_frames
-                    .fetch_add(((data.len() - i) / ch) as u64, Relaxed);
-                counters.out_underruns.fetch_add(1, Relaxed);
-            }
-        }
+        playback.fill(data);
     };
     device.build_output_stream::<T, _, _>(config, on_data, on_error, Some(Duration::from_secs(5)))
 }
@@ -466,4 +515,112 @@ pub(crate) fn build_output(
 /// A device's id (or name) for messages.
 pub(crate) fn device_name(d: &cpal::Device) -> String {
     d.id().map(|i| i.to_string()).unwrap_or_else(|_| d.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    /// Counts allocations made on threads that switched counting on.
+    struct Counting;
+
+    thread_local! {
+        static ON: Cell<bool> = const { Cell::new(false) };
+        static COUNT: Cell<u64> = const { Cell::new(0) };
+    }
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            if ON.with(|o| o.get()) {
+                COUNT.with(|c| c.set(c.get() + 1));
+            }
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            if ON.with(|o| o.get()) {
+                COUNT.with(|c| c.set(c.get() + 1));
+            }
+            unsafe { System.dealloc(p, l) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOC: Counting = Counting;
+
+    fn counting<R>(f: impl FnOnce() -> R) -> (R, u64) {
+        COUNT.with(|c| c.set(0));
+        ON.with(|o| o.set(true));
+        let r = f();
+        ON.with(|o| o.set(false));
+        (r, COUNT.with(|c| c.get()))
+    }
+
+    /// The callback bodies (capture with coalescing, overflow and pool exhaustion; playback with
+    /// partial blocks and underruns) neither allocate nor free, and count what they drop.
+    #[test]
+    fn callbacks_do_not_allocate_and_count_drops() {
+        let counters = Arc::new(Counters::default());
+        let (tx, _rx) = crossbeam_channel::bounded(4);
+        let wake = std::thread::current();
+        let (in_free_tx, in_free_rx) = pool(4, 64, 2);
+        let (in_full_tx, in_full_rx) = crossbeam_channel::bounded::<Block>(4);
+        let in_side = InputSide {
+            min_block_frames: 16,
+            free_rx: in_free_rx,
+            free_tx: in_free_tx.clone(),
+            full_tx: in_full_tx,
+            counters: counters.clone(),
+            errors: tx.clone(),
+            wake: wake.clone(),
+        };
+        let (out_free_tx, out_free_rx) = pool(4, 32, 1);
+        let (out_full_tx, out_full_rx) = crossbeam_channel::bounded::<Block>(4);
+        let out_side = OutputSide {
+            full_rx: out_full_rx,
+            free_tx: out_free_tx.clone(),
+            counters: counters.clone(),
+            errors: tx,
+            wake,
+        };
+        let mut cap = Capture::new(2, &in_side);
+        let mut play = Playback::new(1, &out_side);
+        let small: Vec<i16> = (0..2 * 5).map(|i| i as i16 * 100).collect();
+        let big = vec![0.25f32; 2 * 1000];
+        let mut out = vec![0i16; 48];
+        let (_, n) = counting(|| {
+            // 5-frame callbacks are coalesced: the first block goes out after 16 frames.
+            for _ in 0..3 {
+                cap.push(&small);
+            }
+            assert!(in_full_rx.is_empty());
+            cap.push(&small);
+            assert_eq!(in_full_rx.len(), 1);
+            // A callback larger than the whole pool: the rest is dropped and counted.
+            cap.push(&big);
+            // Playback before anything is queued: silence, not an underrun (not started).
+            play.fill(&mut out);
+            // Processing side: move one captured block's mono to playback.
+            let b = in_full_rx.try_recv().unwrap();
+            let mut o = out_free_rx.try_recv().unwrap();
+            for (d, f) in o.data.iter_mut().zip(b.data[..b.len].chunks_exact(2)) {
+                *d = f[0];
+            }
+            o.len = (b.len / 2).min(o.data.len());
+            let _ = in_free_tx.try_send(b);
+            out_full_tx.try_send(o).unwrap();
+            play.fill(&mut out); // 20 frames of data, then an underrun
+        });
+        assert_eq!(n, 0, "callbacks allocated or freed {n} times");
+        assert_eq!(out[0], 0);
+        assert_eq!(out[1], 200); // frame 1, left channel
+        assert!(out[20..].iter().all(|v| *v == 0));
+        assert!(counters.in_dropped_frames.load(Relaxed) > 0);
+        assert!(counters.in_dropped_events.load(Relaxed) >= 1);
+        assert_eq!(counters.out_underruns.load(Relaxed), 1);
+        assert_eq!(counters.out_underrun_frames.load(Relaxed), 28);
+        // Timeline: positions count dropped frames too.
+        assert_eq!(counters.in_pos.load(Relaxed), 4 * 5 + 1000);
+    }
 }
