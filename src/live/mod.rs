@@ -567,7 +567,7 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
         pipeline_delay: pipe.delay(),
         period: opts.period,
         scheduling: if opts.realtime {
-            realtime_scheduling()
+            "real-time requested (SCHED_FIFO 10)".into()
         } else {
             "normal scheduling".into()
         },
@@ -661,6 +661,13 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
     log(&start_report.to_string());
     let mut out_stream = Some(open_output(log)?);
     let mut in_stream = Some(open_input(log)?);
+    // Real-time priority only from here on: the streams exist and their threads run, so the
+    // processing thread cannot starve their setup.
+    let mut start_report = start_report;
+    if opts.realtime {
+        start_report.scheduling = realtime_scheduling();
+    }
+    log(&format!("live: processing thread: {}", start_report.scheduling));
     let started = Instant::now();
 
     // Processing loop.
@@ -769,7 +776,13 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
             break;
         }
         let mut got = false;
-        while let Ok(b) = in_full_rx.try_recv() {
+        // At most what is queued now, so stop, duration and errors are checked between
+        // batches even if a device delivers faster than real time.
+        let mut budget = in_full_rx.len().max(1);
+        let batch_start = Instant::now();
+        while budget > 0 && batch_start.elapsed() < Duration::from_millis(100) {
+            budget -= 1;
+            let Ok(b) = in_full_rx.try_recv() else { break };
             got = true;
             let frames = b.len / in_ch;
             let backlog = (counters.in_queued.fetch_sub(frames as i64, Relaxed) - frames as i64).max(0) as usize;
@@ -781,8 +794,9 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
                 Ok(())
             };
             if b.pos > expected {
-                // Frames the callback had to drop: keep the timeline with silence.
-                let gap = ((b.pos - expected) as usize).min(10 * in_rate as usize);
+                // Frames the callback had to drop: keep the timeline with silence (up to
+                // 200 ms per gap; a longer gap, e.g. after a stall, is only counted).
+                let gap = ((b.pos - expected) as usize).min(in_rate as usize / 5);
                 zeros.clear();
                 zeros.resize(gap * in_ch, 0.0);
                 if let Err(e) = step(&zeros, &mut pipe, &mut out_buf) {
