@@ -325,7 +325,7 @@ fn run_pulse_with(
     noisy: &Path,
     out: &Path,
     duration: f64,
-    kill_server_after: Option<f64>,
+    stop: Option<(&str, f64)>,
     extra: &[&str],
 ) -> Run {
     let enhance = PathBuf::from(env!("CARGO_BIN_EXE_enhance"));
@@ -342,8 +342,7 @@ fn run_pulse_with(
         .arg("--duration")
         .arg(duration.to_string())
         .args(
-            kill_server_after
-                .map(|k| vec!["--kill-server-after".to_string(), k.to_string()])
+            stop.map(|(how, after)| vec![how.to_string(), after.to_string()])
                 .unwrap_or_default(),
         )
         .arg("--")
@@ -465,7 +464,7 @@ fn live_through_pulseaudio() {
         &noisy_path,
         &tmp.path().join("killed"),
         dur,
-        Some(2.0),
+        Some(("--kill-server-after", 2.0)),
         &["--period-ms", "20"],
     );
     assert_eq!(run.exit_code, 7, "a lost audio server is exit code 7");
@@ -476,6 +475,26 @@ fn live_through_pulseaudio() {
     assert!(
         !rin.is_empty() && rin.len() == rout.len(),
         "recordings kept: {} / {}",
+        rin.len(),
+        rout.len()
+    );
+
+    // Ctrl-C (SIGINT): clean stop, exit 0, report, finalised recordings.
+    let run = run_pulse_with(
+        &tiny_model(),
+        &noisy_path,
+        &tmp.path().join("interrupted"),
+        dur,
+        Some(("--interrupt-after", 2.0)),
+        &["--period-ms", "20"],
+    );
+    assert_eq!(run.exit_code, 0, "Ctrl-C is a normal stop");
+    assert_eq!(run.report["ended"], "stopped");
+    let (_, rin) = mono(&run.dir.join("record-in.wav"));
+    let (_, rout) = mono(&run.dir.join("record-out.wav"));
+    assert!(
+        rin.len() > 9600 && rin.len() == rout.len(),
+        "recordings: {} / {}",
         rin.len(),
         rout.len()
     );

@@ -11,13 +11,13 @@
 # channel is what was fed and its right channel is what enhance played, on one clock.
 #
 # Usage: run_pulse.sh --enhance BIN --model MODEL --noisy WAV --out DIR [--duration S]
-#                     [--kill-server-after S] [-- extra enhance options]
+#                     [--kill-server-after S | --interrupt-after S] [-- extra enhance options]
 # Writes DIR/{record-in.wav,record-out.wav,monitor.wav,enhance.log,report.json,exit_code,pulse.log}.
 # Exit status: 0 when the run happened (whatever enhance's exit code, see DIR/exit_code);
 # non-zero when the audio server could not be set up. Every process it starts is stopped on exit.
 set -euo pipefail
 
-ENHANCE="" MODEL="" NOISY="" OUT="" DURATION=8 KILL_AFTER=""
+ENHANCE="" MODEL="" NOISY="" OUT="" DURATION=8 KILL_AFTER="" INT_AFTER=""
 while (($#)); do
   case "$1" in
     --enhance) ENHANCE="$2"; shift 2 ;;
@@ -26,6 +26,7 @@ while (($#)); do
     --out) OUT="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --kill-server-after) KILL_AFTER="$2"; shift 2 ;;
+    --interrupt-after) INT_AFTER="$2"; shift 2 ;;
     --) shift; break ;;
     *) echo "run_pulse.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -102,6 +103,10 @@ PIDS+=($!)
 if [ -n "$KILL_AFTER" ]; then
   sleep "$KILL_AFTER"
   kill "$PULSE" 2>/dev/null || true   # the audio server goes away under enhance
+fi
+if [ -n "$INT_AFTER" ]; then
+  sleep "$INT_AFTER"
+  kill -INT "$ENH" 2>/dev/null || true  # as Ctrl-C
 fi
 code=0
 # enhance stops by itself after --duration; the bound here only guards against a hang.
