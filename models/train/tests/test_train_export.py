@@ -110,3 +110,18 @@ def test_lookahead_streaming_equals_offline():
             outs.append(r[0])
             st = list(r[1:])
     assert torch.allclose(torch.cat(outs, 3)[..., 1:], off, atol=1e-5)
+
+
+def test_second_stage_conditioning_mixes_the_regression_output():
+    torch.manual_seed(0)
+    net = ThunderNet(NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1))
+    net.train()
+    y = torch.randn(6, 2, C.N_BINS, 10) * 0.3
+    gen = torch.Generator().manual_seed(1)
+    out = train.second_stage_condition(net, y, 1.0, gen, autocast=False)
+    assert net.training  # mode restored
+    net.eval()
+    with torch.no_grad():
+        ref = C.INTERP_WEIGHT * net.offline(y, y, torch.ones(6)) + (1 - C.INTERP_WEIGHT) * y
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.equal(train.second_stage_condition(net, y, 0.0, gen, autocast=False), y)

@@ -46,7 +46,7 @@ class CausalConv(nn.Module):
 
     def forward(self, x, state):
         x = torch.cat([state, x], dim=2)
-        new_state = x[:, :, x.shape[2] - (self.kt - 1) :, :]
+        new_state = x[:, :, 1 - self.kt :, :]  # constant slice: no shape arithmetic in the graph
         return self.conv(x), new_state
 
 
@@ -72,6 +72,8 @@ class DualPath(nn.Module):
     def __init__(self, ch, bands, time_hidden, emb, band_mixer="conv"):
         super().__init__()
         self.bands = bands
+        self.ch = ch
+        self.time_hidden = time_hidden
         self.band_mixer = band_mixer
         self.norm_f = nn.LayerNorm(ch)
         if band_mixer == "gru":
@@ -88,11 +90,14 @@ class DualPath(nn.Module):
         self.film = Film(emb, ch)
 
     def forward(self, x, h, e):
-        b, c, t, f = x.shape
+        # Reshapes use the constant band/channel counts and -1, which keeps shape arithmetic
+        # (and its per-call cost in 1-frame streaming) out of the exported graph.
+        f, c, hdim = self.bands, self.ch, self.time_hidden
+        t = x.shape[2]
         if self.band_mixer == "gru":  # [B*T, F, C]
-            u = x.permute(0, 2, 3, 1).reshape(b * t, f, c)
+            u = x.permute(0, 2, 3, 1).reshape(-1, f, c)
             u = self.proj_f(self.gru_f(self.norm_f(u))[0])
-            x = x + u.reshape(b, t, f, c).permute(0, 3, 1, 2)
+            x = x + u.reshape(-1, t, f, c).permute(0, 3, 1, 2)
         else:
             u = self.norm_f(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             u = self.act_f(self.conv_f(u))
@@ -100,26 +105,27 @@ class DualPath(nn.Module):
             x = x + self.proj_f(u)
         x = self.film(x, e)
         # Across time per band: [B*F, T, C]; h: [B, F, H] -> [1, B*F, H]
-        v = x.permute(0, 3, 2, 1).reshape(b * f, t, c)
-        h0 = h.reshape(1, b * f, h.shape[-1])
+        v = x.permute(0, 3, 2, 1).reshape(-1, t, c)
+        h0 = h.reshape(1, -1, hdim)
         v, hn = self.gru_t(self.norm_t(v), h0)
         v = self.proj_t(v)
-        x = x + v.reshape(b, f, t, c).permute(0, 3, 2, 1)
-        return x, hn.reshape(b, f, hn.shape[-1])
+        x = x + v.reshape(-1, f, t, c).permute(0, 3, 2, 1)
+        return x, hn.reshape(-1, f, hdim)
 
 
 class SubPixelUp(nn.Module):
     """Doubles the frequency axis: conv to 2*cout channels, then interleave."""
 
-    def __init__(self, cin, cout, kf=3):
+    def __init__(self, cin, cout, bins, kf=3):
         super().__init__()
         self.cout = cout
+        self.bins = bins  # input bins (constant)
         self.conv = nn.Conv2d(cin, 2 * cout, (1, kf), padding=(0, kf // 2))
 
     def forward(self, x):
-        b, _, t, f = x.shape
-        y = self.conv(x).reshape(b, self.cout, 2, t, f)
-        return y.permute(0, 1, 3, 4, 2).reshape(b, self.cout, t, 2 * f)
+        t, f = x.shape[2], self.bins
+        y = self.conv(x).reshape(-1, self.cout, 2, t, f)
+        return y.permute(0, 1, 3, 4, 2).reshape(-1, self.cout, t, 2 * f)
 
 
 class ThunderNet(nn.Module):
@@ -152,7 +158,7 @@ class ThunderNet(nn.Module):
         outs = list(reversed(chans[1:-1])) + [4]
         cin = cb
         for i, co in enumerate(outs):
-            self.dec.append(SubPixelUp(cin, co))
+            self.dec.append(SubPixelUp(cin, co, bins << i))
             last = i == len(outs) - 1
             self.dec_norm.append(nn.Identity() if last else nn.BatchNorm2d(co))
             self.dec_act.append(nn.Identity() if last else nn.LeakyReLU(0.1))
@@ -209,8 +215,8 @@ class ThunderNet(nn.Module):
         if self.cfg.lookahead > 0:
             L = self.cfg.lookahead
             line = torch.cat([states[k], torch.cat([x_t, y], dim=1)], dim=3)
-            new_states.append(line[:, :, :, line.shape[3] - L :])
-            xy = line[:, :, :, : line.shape[3] - L]
+            new_states.append(line[:, :, :, -L:])
+            xy = line[:, :, :, :-L]
             x_t, y = xy[:, 0:2], xy[:, 2:4]
         ar, ai = m[:, 0:1], m[:, 1:2]
         br, bi = m[:, 2:3] + 1.0, m[:, 3:4]

@@ -59,23 +59,28 @@ class DeepFilterNet3:
 
 
 class NnNoiseless:
-    """RNNoise (nnnoiseless crate) via `cargo run --release --example peer-nnnoiseless in.wav out.wav`."""
+    """RNNoise (nnnoiseless crate, 48 kHz) via this crate's example binary:
+    `cargo build --release --example nnnoiseless_bench`. 16 kHz in and out, delay removed."""
 
     name = "nnnoiseless"
+    DELAY_48K = 480  # one RNNoise frame (measured by cross-correlation on the dev set)
 
     def __init__(self, binary: str | None = None):
         root = Path(__file__).resolve().parents[3]
-        cand = binary or root / "target" / "release" / "examples" / "peer-nnnoiseless"
-        if not Path(cand).exists():
-            raise FileNotFoundError(f"{cand} missing: run `cargo build --release --example peer-nnnoiseless`")
+        cand = Path(binary) if binary else root / "target" / "release" / "examples" / "nnnoiseless_bench"
+        if not cand.exists():
+            raise FileNotFoundError(f"{cand} missing: run `cargo build --release --example nnnoiseless_bench`")
         self.bin = str(cand)
 
     def enhance(self, x: np.ndarray) -> np.ndarray:
         d = tempfile.mkdtemp()
         try:
-            sf.write(f"{d}/in.wav", x, SR, subtype="FLOAT")
+            x48 = resample_poly(x.astype(np.float64), 3, 1)
+            x48 = np.concatenate([x48, np.zeros(self.DELAY_48K)]).astype(np.float32)
+            sf.write(f"{d}/in.wav", x48, 48000, subtype="FLOAT")
             subprocess.run([self.bin, f"{d}/in.wav", f"{d}/out.wav"], check=True, capture_output=True)
-            y, _ = sf.read(f"{d}/out.wav", dtype="float32")
+            y48, _ = sf.read(f"{d}/out.wav", dtype="float64")
         finally:
             shutil.rmtree(d)
+        y = resample_poly(y48[self.DELAY_48K :], 1, 3).astype(np.float32)
         return y[: len(x)]

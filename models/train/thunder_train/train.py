@@ -43,9 +43,32 @@ def loss_fn(x0_hat, x0, w):
     return (err * w).sum() / (w.sum() * 2 + 1e-9)
 
 
-def training_step(net, noisy, clean, band, reg_frac, gen, autocast):
+@torch.no_grad()
+def second_stage_condition(net, y, frac, gen, autocast):
+    """Replace the conditioning of a fraction of the batch by y' = w*D(y, y, 1) + (1-w)*y.
+
+    At inference every reverse step bridges x0 and y' (not y); this trains the network on the
+    input distribution it meets there (`--stage2-frac`, off by default until ablated).
+    """
+    pick = torch.rand(y.shape[0], generator=gen) < frac
+    if not pick.any():
+        return y
+    was_training = net.training
+    net.eval()  # BatchNorm: use running statistics, do not update them
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        ys = y[pick]
+        x_reg = net.offline(ys, ys, torch.ones(ys.shape[0])).float()
+    net.train(was_training)
+    y = y.clone()
+    y[pick] = C.INTERP_WEIGHT * x_reg + (1.0 - C.INTERP_WEIGHT) * ys
+    return y
+
+
+def training_step(net, noisy, clean, band, reg_frac, gen, autocast, stage2_frac=0.0):
     y = dsp.analyse(noisy)
     x0 = dsp.analyse(clean)
+    if stage2_frac > 0:
+        y = second_stage_condition(net, y, stage2_frac, gen, autocast)
     t = sample_t(y.shape[0], reg_frac, gen)
     z = torch.randn(x0.shape, generator=gen) * math.sqrt(0.5)
     x_t = sampler.bridge_sample(x0, y, t, z)
@@ -107,6 +130,8 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--reg-frac", type=float, default=0.3, help="share of examples at t = 1 (regression)")
+    ap.add_argument("--stage2-frac", type=float, default=0.0,
+                    help="share of examples conditioned on y' = 0.8*D(y,y,1) + 0.2*y (see second_stage_condition)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--no-bf16", action="store_true")
@@ -180,7 +205,7 @@ def main(argv=None):
         lr = lr_at(step, args.lr, args.warmup, args.steps)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = training_step(net, noisy, clean, band, args.reg_frac, gen, not args.no_bf16)
+        loss = training_step(net, noisy, clean, band, args.reg_frac, gen, not args.no_bf16, args.stage2_frac)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
