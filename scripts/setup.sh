@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision everything Thunder needs on a fresh Debian 12 machine (idempotent):
-#   - Debian tools used by the recipe and tests (ffmpeg, sox, espeak-ng)
+#   - Debian tools used by the recipe and tests (ffmpeg, sox, espeak-ng), and the ALSA headers
+#     the live mode (cpal) builds against (libasound2-dev, pkg-config)
 #   - a project-local Python venv (.venv) with the training/eval recipe's requirements
 #   - ONNX Runtime 1.31.1's shared library, copied from the PyPI wheel into .cache/ort/
 set -euo pipefail
@@ -8,7 +9,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 need_apt=()
-for tool in ffmpeg sox espeak-ng; do command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool"); done
+for tool in ffmpeg sox espeak-ng pkg-config gcc; do command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool"); done
+[ -f /usr/include/alsa/asoundlib.h ] || need_apt+=(libasound2-dev)
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]} (apt-get)"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -41,13 +41,17 @@ pub enum Error {
     /// Inference failed at run time (should not happen with a valid model).
     #[error("inference failed: {0}")]
     Inference(String),
+    /// An audio device is missing, cannot be opened, or failed while running (live mode).
+    #[error("audio device: {0}")]
+    Audio(String),
 }
 
 impl Error {
     /// Process exit code for this error, as documented in `enhance --help`.
     ///
     /// 0 success, 1 internal/inference error, 2 usage or configuration error, 3 bad input,
-    /// 4 output not writable, 5 bad or missing model, 6 ONNX Runtime missing or unusable.
+    /// 4 output not writable, 5 bad or missing model, 6 ONNX Runtime missing or unusable,
+    /// 7 audio device missing or failed (live mode).
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Inference(_) => 1,
@@ -56,6 +60,7 @@ impl Error {
             Error::Output { .. } => 4,
             Error::Model { .. } => 5,
             Error::Runtime(_) => 6,
+            Error::Audio(_) => 7,
         }
     }
 

@@ -39,6 +39,14 @@ fn gcd(a: u64, b: u64) -> u64 {
 impl StreamResampler {
     /// A resampler from `from` Hz to `to` Hz for `channels` interleaved channels.
     pub fn new(from: u32, to: u32, channels: usize) -> Result<Self> {
+        Self::with_chunk(from, to, channels, CHUNK)
+    }
+
+    /// Like [`StreamResampler::new`], with `chunk` input frames per resampler call. Small chunks
+    /// (about one 8 ms hop) keep the buffering delay low for live use; [`StreamResampler::new`]
+    /// uses 1024 for throughput.
+    pub fn with_chunk(from: u32, to: u32, channels: usize, chunk: usize) -> Result<Self> {
+        let chunk = chunk.max(1);
         if from == 0 || to == 0 || channels == 0 {
             return Err(Error::Config(format!(
                 "cannot resample {from} Hz -> {to} Hz with {channels} channels"
@@ -47,7 +55,7 @@ impl StreamResampler {
         let g = gcd(from as u64, to as u64);
         let err = |e: rubato::ResamplerConstructionError| Error::Config(format!("resampler {from} -> {to} Hz: {e}"));
         let inner: Box<dyn Resampler<f32>> = if from as u64 / g <= 2048 && to as u64 / g <= 2048 {
-            Box::new(Fft::<f32>::new(from as usize, to as usize, CHUNK, channels, FixedSync::Input).map_err(err)?)
+            Box::new(Fft::<f32>::new(from as usize, to as usize, chunk, channels, FixedSync::Input).map_err(err)?)
         } else {
             let params = SincInterpolationParameters {
                 sinc_len: 256,
@@ -61,7 +69,7 @@ impl StreamResampler {
                     to as f64 / from as f64,
                     1.0,
                     &params,
-                    CHUNK,
+                    chunk,
                     channels,
                     FixedAsync::Input,
                 )
@@ -91,6 +99,12 @@ impl StreamResampler {
     /// Output rate (Hz).
     pub fn to_rate(&self) -> u32 {
         self.to
+    }
+
+    /// Output frames the resampler holds back at the start (trimmed from its output): its
+    /// filter delay, in output frames.
+    pub fn filter_delay(&self) -> usize {
+        self.inner.output_delay()
     }
 
     /// Output frames a finished stream of `n` input frames produces: `ceil(n · to / from)`.

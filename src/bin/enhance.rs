@@ -1,4 +1,5 @@
-//! `enhance`: Thunder speech enhancement for WAV files (thin CLI over `thunder::stream::file`).
+//! `enhance`: Thunder speech enhancement for WAV files (thin CLI over `thunder::stream::file`)
+//! and for live audio (`--live`, thin CLI over `thunder::live`).
 
 use std::collections::{HashSet, VecDeque};
 use std::io::IsTerminal;
@@ -22,6 +23,9 @@ Examples:
   enhance a.wav b.wav c.wav out/               several files into a directory
   enhance recordings/ out/ --jobs 2            every .wav in a directory, two at a time
   enhance stereo.wav mono.wav --mix-mono --format int --bits 16
+  enhance --live                               microphone -> enhance -> speakers (Ctrl-C stops)
+  enhance --live --input-device pulse --record-input in.wav --record-output out.wav --duration 30
+  enhance --list-devices
 
 Input: WAV, 8/16/24/32-bit PCM or 32-bit float, any channel count (each channel is enhanced
 independently), 4 kHz to 384 kHz (resampled to 16 kHz and back; --keep-16k keeps 16 kHz).
@@ -39,6 +43,7 @@ Exit codes:
   4  output problem (unwritable, output is the input)
   5  model problem (missing, unreadable, not a Thunder ONNX graph)
   6  ONNX Runtime missing or unusable
+  7  audio device missing, unusable, or failed while running (--live; recordings are kept)
 With several files, every file is attempted and the exit code is that of the first failure.";
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -58,8 +63,55 @@ enum FormatArg {
 #[command(name = "enhance", version, after_help = AFTER_HELP)]
 struct Args {
     /// Input WAV file(s) or directories, then the output file (one input) or directory.
-    #[arg(required = true, num_args = 2.., value_name = "PATH")]
+    #[arg(required_unless_present_any = ["live", "list_devices"], num_args = 2.., value_name = "PATH")]
     paths: Vec<PathBuf>,
+    /// Live mode: capture the input device, enhance, play to the output device, until Ctrl-C.
+    #[arg(long, conflicts_with = "paths", help_heading = "Live")]
+    live: bool,
+    /// List audio devices (ids and default formats) and exit.
+    #[arg(long, conflicts_with = "paths", help_heading = "Live")]
+    list_devices: bool,
+    /// Audio host: alsa, pulseaudio, … [default: pulseaudio when a server is reachable, else alsa].
+    #[arg(long, value_name = "NAME", help_heading = "Live")]
+    host: Option<String>,
+    /// Capture device: `default`, an id from --list-devices, or a unique part of its name.
+    #[arg(long, value_name = "NAME", help_heading = "Live")]
+    input_device: Option<String>,
+    /// Playback device: `default`, an id from --list-devices, or a unique part of its name.
+    #[arg(long, value_name = "NAME", help_heading = "Live")]
+    output_device: Option<String>,
+    /// Record what was captured (device rate and channels, float WAV).
+    #[arg(long, value_name = "FILE", help_heading = "Live")]
+    record_input: Option<PathBuf>,
+    /// Record the enhanced stream sent to the output device (lags --record-input by exactly the
+    /// reported pipeline delay).
+    #[arg(long, value_name = "FILE", help_heading = "Live")]
+    record_output: Option<PathBuf>,
+    /// Also write the exit report as JSON (latencies, per-hop times, xruns, level changes).
+    #[arg(long, value_name = "FILE", help_heading = "Live")]
+    report_json: Option<PathBuf>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS", help_heading = "Live")]
+    duration: Option<f64>,
+    /// Requested device period (callback size) in ms; 0 = the device's default.
+    #[arg(long, default_value_t = 10.0, value_name = "MS", help_heading = "Live")]
+    period_ms: f64,
+    /// Output-queue safety margin in ms, on top of one input and one output period.
+    #[arg(long, default_value_t = 6.0, value_name = "MS", help_heading = "Live")]
+    margin_ms: f64,
+    /// Never degrade under overload (default: fewer steps, then regression only, and back).
+    #[arg(long, help_heading = "Live")]
+    no_degrade: bool,
+    /// Pipelined schedule: one batched network call per hop (cheaper at --steps >= 1, + (passes-1) hops latency).
+    #[arg(long, help_heading = "Live")]
+    pipelined: bool,
+    /// Keep normal scheduling (default: real-time SCHED_FIFO for the processing thread when
+    /// permitted, e.g. as root or with an rtprio limit).
+    #[arg(long, help_heading = "Live")]
+    no_realtime: bool,
+    /// Test hook: extra busy time per network pass in microseconds (simulates a slow machine).
+    #[arg(long, default_value_t = 0, hide = true)]
+    simulate_pass_cost_us: u64,
     /// Reverse diffusion steps: 0 = regression only (1 network pass), N = 1 + 2N passes.
     #[arg(long, default_value_t = 1)]
     steps: usize,
@@ -214,6 +266,25 @@ fn run(args: Args) -> Result<(), Fail> {
     if args.frames_per_call == 0 {
         return Err(Error::Config("--frames-per-call must be at least 1".into()).into());
     }
+    if args.list_devices {
+        print!("{}", thunder::live::list_devices(args.host.as_deref())?);
+        return Ok(());
+    }
+    if args.live {
+        return run_live(&args);
+    }
+    let live_only = [
+        (args.input_device.is_some(), "--input-device"),
+        (args.output_device.is_some(), "--output-device"),
+        (args.record_input.is_some(), "--record-input"),
+        (args.record_output.is_some(), "--record-output"),
+        (args.report_json.is_some(), "--report-json"),
+        (args.duration.is_some(), "--duration"),
+        (args.host.is_some(), "--host"),
+    ];
+    if let Some((_, name)) = live_only.iter().find(|(set, _)| *set) {
+        return Err(Error::Config(format!("{name} needs --live")).into());
+    }
     let jobs = plan(&args.paths)?;
     let model_path = match &args.model {
         Some(p) => p.clone(),
@@ -329,6 +400,78 @@ fn run(args: Args) -> Result<(), Fail> {
     let wall = start.elapsed();
     let results = results.into_inner().unwrap();
     report(&args, &info.name, &info.version, results, wall, load)
+}
+
+fn run_live(args: &Args) -> Result<(), Fail> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use thunder::live::{AdaptiveConfig, LiveOptions};
+
+    if !(0.0..=1000.0).contains(&args.period_ms) || !(0.0..=1000.0).contains(&args.margin_ms) {
+        return Err(Error::Config("--period-ms and --margin-ms must be between 0 and 1000".into()).into());
+    }
+    if args.duration.is_some_and(|d| !(d > 0.0 && d.is_finite())) {
+        return Err(Error::Config("--duration must be a positive number of seconds".into()).into());
+    }
+    let model = match &args.model {
+        Some(p) => p.clone(),
+        None => thunder::model::default_model()?,
+    };
+    let opts = LiveOptions {
+        model,
+        model_options: ModelOptions {
+            threads: args.threads,
+            device: match args.device {
+                DeviceArg::Cpu => Device::Cpu,
+                DeviceArg::Cuda => Device::Cuda,
+            },
+            ort_lib: args.ort_lib.clone(),
+        },
+        enhancer: AdaptiveConfig {
+            steps: args.steps,
+            corrector: !args.no_corrector,
+            seed: args.seed,
+            pipelined: args.pipelined,
+            adaptive: !args.no_degrade,
+            simulate_pass_cost: Duration::from_micros(args.simulate_pass_cost_us),
+            ..Default::default()
+        },
+        host: args.host.clone(),
+        input_device: args.input_device.clone(),
+        output_device: args.output_device.clone(),
+        record_input: args.record_input.clone(),
+        record_output: args.record_output.clone(),
+        duration: args.duration.map(Duration::from_secs_f64),
+        period: Duration::from_secs_f64(args.period_ms / 1000.0),
+        margin: Duration::from_secs_f64(args.margin_ms / 1000.0),
+        realtime: !args.no_realtime,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if s.swap(true, Ordering::SeqCst) {
+            // Second Ctrl-C: the clean stop is taking too long.
+            std::process::exit(130);
+        }
+    });
+    let quiet = args.quiet;
+    let report = thunder::live::run(&opts, &stop, &mut |line| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    })?;
+    // The exit report is printed even with --quiet when the run failed.
+    if !quiet || report.device_error.is_some() {
+        eprintln!("{report}");
+    }
+    if let Some(p) = &args.report_json {
+        let text = serde_json::to_string_pretty(&report.to_json()).expect("report serialises");
+        std::fs::write(p, text + "\n").map_err(|e| Error::output(p, format!("cannot write the report: {e}")))?;
+    }
+    match report.device_error {
+        Some(e) => Err(Fail::Printed(Error::Audio(e).exit_code())),
+        None => Ok(()),
+    }
 }
 
 fn report(

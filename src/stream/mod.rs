@@ -53,18 +53,56 @@ impl Default for EnhancerConfig {
 
 /// Streaming speech enhancer at 16 kHz (interleaved when `channels > 1`).
 ///
-/// ```no_run
+/// Build it from a model path and options, push any number of samples with
+/// [`Enhancer::process`] (enhanced samples come out [`Enhancer::latency_samples`] behind), end
+/// the stream with [`Enhancer::flush`] (or drop it with [`Enhancer::reset`]). An `Enhancer` is
+/// `Send`: create it on one thread, run it on another (e.g. an audio worker).
+///
+/// ```
 /// # fn main() -> thunder::Result<()> {
-/// let mut e = thunder::Enhancer::from_path(
-///     std::path::Path::new("models/thunder-16k.onnx"),
-///     &Default::default(),
-///     thunder::EnhancerConfig::default(),
+/// use thunder::{model::ModelOptions, Enhancer, EnhancerConfig};
+///
+/// // Any Thunder ONNX model; the shipped one is models/thunder-16k.onnx.
+/// let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-thunder-la1.onnx");
+/// let mut e = Enhancer::from_path(
+///     model.as_ref(),
+///     &ModelOptions { threads: 1, ..Default::default() },
+///     EnhancerConfig { steps: 1, seed: 0, ..Default::default() },
 /// )?;
+/// assert_eq!(e.sample_rate(), 16000);
+/// // 383 samples of STFT framing + 128 per network pass per frame of model look-ahead
+/// // (this fixture has look-ahead 1 and steps 1 runs 3 passes; a causal model: 383 = 23.9 ms).
+/// assert_eq!(e.latency_samples(), 383 + 3 * 128);
+///
+/// let noisy: Vec<f32> = (0..16000).map(|i| (i as f32 * 0.05).sin() * 0.1).collect();
 /// let mut out = Vec::new();
-/// for hop in vec![0.0f32; 16000].chunks(128) {
-///     e.process(hop, &mut out)?; // enhanced samples, `latency_samples()` behind the input
+/// for block in noisy.chunks(160) {
+///     // Any block size, even 1 sample; output grows by what is ready.
+///     e.process(block, &mut out)?;
 /// }
-/// e.flush(&mut out)?; // the rest; `out.len()` is now 16000
+/// // 16000 samples are 125 whole hops: everything but the latency has come out.
+/// assert_eq!(out.len(), 16000 - e.latency_samples());
+/// e.flush(&mut out)?; // end of stream: the rest, then ready for a new stream
+/// assert_eq!(out.len(), noisy.len());
+/// # Ok(()) }
+/// ```
+///
+/// `reset` starts a new stream without flushing, and the enhancer can move to another thread:
+///
+/// ```
+/// # fn main() -> thunder::Result<()> {
+/// # use thunder::{model::ModelOptions, Enhancer};
+/// # let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-thunder-la1.onnx");
+/// let mut e = Enhancer::from_path(model.as_ref(), &ModelOptions::default(), Default::default())?;
+/// let mut a = Vec::new();
+/// e.process(&[0.1; 4000], &mut a)?;
+/// e.reset(); // forget that stream
+/// let worker = std::thread::spawn(move || {
+///     let mut b = Vec::new();
+///     e.process(&[0.1; 4000], &mut b).unwrap();
+///     b
+/// });
+/// assert_eq!(worker.join().unwrap(), a); // same input after reset -> same output
 /// # Ok(()) }
 /// ```
 pub struct Enhancer {
