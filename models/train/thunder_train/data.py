@@ -68,6 +68,10 @@ class MixConfig:
     # Share of examples per speech pool (renormalised over the pools present): real recordings,
     # neural TTS (Kokoro), and formant/diphone TTS (espeak-ng, flite, festival: variety only).
     pool_weights: tuple = (("real", 0.5), ("kokoro", 0.35), ("robotic", 0.15))
+    # Domain restrictions (see domains.py); None = everything the split has.
+    noise_categories: tuple | None = None  # noise-file categories drawn from
+    procedural_kinds: tuple | None = None  # subset of procedural_noise kinds 0..4
+    babble_talkers: tuple = (1, 7)  # inclusive range of talkers in a babble noise
 
 
 def rms(x):
@@ -97,8 +101,11 @@ def speed_perturb(x, factor):
     return resample_poly(x, up, down).astype(np.float32)
 
 
-def procedural_noise(n, rng):
-    kind = rng.integers(0, 5)
+PROCEDURAL_KINDS = ("white", "pink", "brown", "hum", "fan")
+
+
+def procedural_noise(n, rng, kinds=None):
+    kind = rng.integers(0, 5) if kinds is None else int(kinds[rng.integers(0, len(kinds))])
     w = rng.standard_normal(n).astype(np.float32)
     if kind == 0:  # white
         return w
@@ -153,7 +160,9 @@ class Mixer:
         self.noise = [r for r in read_manifest(self.root / "noise.csv") if r["split"] == self.split]
         self.noise_by_cat = {}
         for r in self.noise:  # sample a category first: music alone is half of the noise minutes
-            self.noise_by_cat.setdefault(r.get("category", "other"), []).append(r)
+            cat = r.get("category", "other")
+            if self.cfg.noise_categories is None or cat in self.cfg.noise_categories:
+                self.noise_by_cat.setdefault(cat, []).append(r)
         rp = self.root / "rirs.csv"
         self.rirs = [r for r in read_manifest(rp) if r["split"] == self.split] if rp.exists() else []
         if not self.pools:
@@ -189,20 +198,24 @@ class Mixer:
     def noise_segment(self, n):
         rng = self.rng
         u = rng.random()
-        if u < self.cfg.p_procedural or not self.noise:
-            return procedural_noise(n, rng)
+        cats = [c for c, rows in self.noise_by_cat.items() if rows]
+        kinds = self.cfg.procedural_kinds
+        if u < self.cfg.p_procedural:
+            return procedural_noise(n, rng, kinds)
         if u < self.cfg.p_procedural + self.cfg.p_babble:
-            k = rng.integers(1, 8)
+            lo, hi = self.cfg.babble_talkers
+            k = rng.integers(lo, hi + 1)
             b = np.zeros(n, np.float32)
             for _ in range(k):
                 s, _ = self.speech_segment(n)
                 b += s / (rms(s) + 1e-6)
             return b
-        cats = [c for c, rows in self.noise_by_cat.items() if rows]
+        if not cats:  # no noise files of the wanted kind in this split (tiny test corpora)
+            return procedural_noise(n, rng, kinds)
         pool = self.noise_by_cat[cats[rng.integers(0, len(cats))]]
         row = pool[rng.integers(0, len(pool))]
         x = self.load(row, pool)
-        return procedural_noise(n, rng) if x is None else loop_crop(x, n, rng)
+        return procedural_noise(n, rng, kinds) if x is None else loop_crop(x, n, rng)
 
     def example(self):
         cfg, rng = self.cfg, self.rng
@@ -244,15 +257,24 @@ def speech_pool(row):
 
 
 class MixDataset(torch.utils.data.IterableDataset):
-    def __init__(self, corpus_root, split="train", cfg: MixConfig = MixConfig(), seed=0, reload_every=2000):
+    def __init__(self, corpus_root, split="train", cfg: MixConfig = MixConfig(), seed=0, reload_every=2000,
+                 domain=None):
         self.args = (corpus_root, split, cfg)
         self.seed = seed
         self.reload_every = reload_every
+        self.domain = domain  # a domains.py recipe instead of cfg (cfg.seconds still applies)
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid = info.id if info else 0
-        m = Mixer(*self.args, seed=self.seed * 1000 + wid + os.getpid() % 1000)
+        seed = self.seed * 1000 + wid + os.getpid() % 1000
+        if self.domain is None:
+            m = Mixer(*self.args, seed=seed)
+        else:
+            from .domains import make_mixer
+
+            root, split, cfg = self.args
+            m = make_mixer(root, split, self.domain, cfg.seconds, seed)
         k = 0
         while True:
             yield m.example()

@@ -67,6 +67,7 @@ def export_onnx(net: ThunderNet, path, name="thunder-16k", version="0.0.0", trai
         dyn[a] = {0: "B"}
         dyn[b] = {0: "B"}
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
     torch.onnx.export(
         net,

@@ -139,6 +139,9 @@ def main(argv=None):
     ap.add_argument("--val-n", type=int, default=16)
     ap.add_argument("--net", default="{}", help="NetConfig overrides as JSON")
     ap.add_argument("--init", help="initialise weights from this checkpoint (fine-tuning)")
+    ap.add_argument("--domain", default="general",
+                    help="training mixture from domains.py (general, babble, music, reverb, machines, union)")
+    ap.add_argument("--val-domain", help="validation mixture (default: --domain)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -178,10 +181,16 @@ def main(argv=None):
         v = np.load(val_path)
         val = [(v["noisy"][i], v["clean"][i], 0) for i in range(len(v["noisy"]))]
     else:
-        val = fixed_set(args.corpus, "val", args.val_n)
+        if args.domain == "general" and not args.val_domain:
+            val = fixed_set(args.corpus, "val", args.val_n)
+        else:
+            from .domains import domain_set
+
+            val = domain_set(args.corpus, "val", args.val_domain or args.domain, args.val_n)
         np.savez(val_path, noisy=np.stack([a for a, _, _ in val]), clean=np.stack([b for _, b, _ in val]))
 
-    ds = MixDataset(args.corpus, "train", MixConfig(seconds=args.seconds), seed=args.seed + step)
+    ds = MixDataset(args.corpus, "train", MixConfig(seconds=args.seconds), seed=args.seed + step,
+                    domain=None if args.domain == "general" else args.domain)
     dl = torch.utils.data.DataLoader(ds, batch_size=args.batch, collate_fn=collate, num_workers=args.workers,
                                      persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
     log_path = run / "log.csv"
@@ -199,8 +208,20 @@ def main(argv=None):
                     **(extra or {})}, tmp)
         tmp.replace(path)
 
+    budget_path = run / "budget.json"
+    budget = json.loads(budget_path.read_text()) if budget_path.exists() else {"wall_s": 0.0}
+    budget.update({"domain": args.domain, "batch": args.batch, "seconds": args.seconds,
+                   "init": args.init, "lr": args.lr, "total_steps": args.steps})
+
+    def save_budget():
+        budget["steps"] = step
+        budget["examples"] = step * args.batch
+        budget["wall_s"] = round(budget_wall + time.time() - t0, 1)
+        budget_path.write_text(json.dumps(budget, indent=1))
+
     net.train()
     t0, losses, started = time.time(), [], step
+    budget_wall = budget["wall_s"]
     for noisy, clean, band in dl:
         lr = lr_at(step, args.lr, args.warmup, args.steps)
         for g in opt.param_groups:
@@ -228,12 +249,14 @@ def main(argv=None):
                 best = sc["score"]
                 save(run / "best.pt", {"val": sc})
             save(last)
+            save_budget()
             net.train()
         if args.stop_after and step - started >= args.stop_after:
             break
         if step >= args.steps:
             break
     save(last)
+    save_budget()
     logf.close()
 
 
