@@ -50,7 +50,7 @@ def test_study_pipeline_end_to_end(tiny_corpus, tmp_path, binaries):
     args = ["--base-ckpt", str(base_run / "last.pt"), "--corpus", str(tiny_corpus), "--work", str(work),
             "--report", str(report), "--domains", "babble,machines", "--methods", "ta,ties", "--ft-steps", "2",
             "--batch", "2", "--seconds", "1", "--ft-val-n", "2", "--n-val", "2", "--n-test", "2", "--grid", "0.5,1.0",
-            "--no-dev", "--workers", "0", "--jobs", "1", "--bin-dir", str(binaries), "--ship", "--ship-to", str(ship)]
+            "--no-dev", "--workers", "0", "--jobs", "2", "--bin-dir", str(binaries), "--ship", "--ship-to", str(ship)]
     study.main(args)
 
     rep = json.loads(report.with_suffix(".json").read_text())

@@ -162,17 +162,30 @@ def enhance_dir(args, model, noisy_dir, out_dir, steps):
     (out_dir / "done").write_text("")
 
 
-def score_dir(est_dir, clean_dir, full):
-    rows = []
-    for f in sorted(clean_dir.glob("*.wav")):
-        clean, _ = sf.read(f, dtype="float32")
-        est, _ = sf.read(est_dir / f.name, dtype="float32")
-        r = {"file": f.name, "pesq": pesq_wb(est, clean), "sisdr": si_sdr(est, clean)}
-        if full:
-            r["estoi"] = estoi(est, clean)
-            r["dnsmos_ovrl"] = dnsmos(est)["ovrl"]
-        rows.append(r)
-    return rows
+def score_file(job):
+    f, est_path, full = job
+    clean, _ = sf.read(f, dtype="float32")
+    est, _ = sf.read(est_path, dtype="float32")
+    r = {"file": f.name, "pesq": pesq_wb(est, clean), "sisdr": si_sdr(est, clean)}
+    if full:
+        r["estoi"] = estoi(est, clean)
+        r["dnsmos_ovrl"] = dnsmos(est)["ovrl"]
+    return r
+
+
+_POOL = None
+
+
+def score_dir(est_dir, clean_dir, full, procs=1):
+    global _POOL
+    jobs = [(f, est_dir / f.name, full) for f in sorted(clean_dir.glob("*.wav"))]
+    if procs <= 1:
+        return [score_file(j) for j in jobs]
+    if _POOL is None:  # one process per core: DNSMOS and PESQ are single-threaded
+        import multiprocessing as mp
+
+        _POOL = mp.get_context("spawn").Pool(procs)
+    return _POOL.map(score_file, jobs)
 
 
 def evaluate(args, work, name, model, set_root, set_name, steps, full=True):
@@ -182,7 +195,7 @@ def evaluate(args, work, name, model, set_root, set_name, steps, full=True):
         return json.loads(cache.read_text())
     est = work / "enhanced" / name / f"{set_name}_s{steps}"
     enhance_dir(args, model, set_root / "noisy", est, steps)
-    rows = score_dir(est, set_root / "clean", full)
+    rows = score_dir(est, set_root / "clean", full, args.jobs)
     mean = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0] if k != "file"}
     res = {"mean": mean, "files": rows}
     cache.parent.mkdir(parents=True, exist_ok=True)
