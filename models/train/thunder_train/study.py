@@ -242,14 +242,19 @@ def plot(results, domains, path):
     colors = ["0.5" if n == "base" else "tab:orange" if n.startswith("expert") else "tab:green" if n == "multi"
               else "tab:blue" for n in names]
     b.barh(range(len(names)), avg, color=colors)
+    for i, v in enumerate(avg):
+        b.text(v, i, f" {v:.3f}", va="center", fontsize=8)
     b.set_yticks(range(len(names)), [""] * len(names))
     b.invert_yaxis()
-    a_lo = avg.min() - 0.05
-    b.set_xlim(a_lo, avg.max() + 0.03)
+    b.set_xlim(avg.min() - 0.05, avg.max() + 0.04)
     for ref, style in (("base", ":"), ("multi", "--")):
         if ref in results:
-            b.axvline(avg[names.index(ref)], color="k", ls=style, lw=1, label=ref)
-    b.legend(loc="lower right")
+            b.axvline(avg[names.index(ref)], color="k", ls=style, lw=1, label=f"{ref} average")
+    from matplotlib.patches import Patch
+
+    handles = b.get_legend_handles_labels()[0] + [Patch(color=c, label=lbl) for c, lbl in (
+        ("0.5", "base"), ("tab:orange", "expert"), ("tab:green", "multi-domain"), ("tab:blue", "merge"))]
+    b.legend(handles=handles, loc="lower right", fontsize=8)
     b.set_title("mean PESQ-WB over the domain test sets (--steps 1)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -258,7 +263,7 @@ def plot(results, domains, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base-ckpt", type=Path, required=True, help="base training checkpoint (.pt, EMA weights used)")
+    ap.add_argument("--base-ckpt", type=Path, help="base training checkpoint (.pt, EMA weights used)")
     ap.add_argument("--corpus", type=Path, default=ROOT / "models" / ".cache" / "corpus")
     ap.add_argument("--work", type=Path, default=ROOT / "models" / ".cache" / "study",
                     help="runs, models, sets, enhanced audio, score cache")
@@ -282,8 +287,15 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ship", action="store_true", help="install the best-on-validation merge as the default model")
     ap.add_argument("--ship-to", type=Path, default=ROOT / "models", help="where --ship installs (default: models/)")
+    ap.add_argument("--replot", action="store_true", help="only redraw <report>.png from <report>.json")
     args = ap.parse_args(argv)
+    if args.replot:
+        rep = json.loads(args.report.with_suffix(".json").read_text())
+        plot(rep["results"], rep["domains"], args.report.with_suffix(".png"))
+        return
 
+    if args.base_ckpt is None:
+        raise SystemExit("--base-ckpt is required (the base training checkpoint the experts start from)")
     domains = args.domains.split(",")
     methods = args.methods.split(",")
     for m in methods:
