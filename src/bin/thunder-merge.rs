@@ -71,6 +71,10 @@ struct Args {
     /// Glob pattern of tensors that skip the matrix path (averaged); repeatable.
     #[arg(long)]
     exclude: Vec<String>,
+    /// Glob pattern of tensors set to the experts' weighted mean (statistics such as
+    /// `*.running_var`); repeatable.
+    #[arg(long)]
+    average: Vec<String>,
     /// ONNX template graph for .onnx outputs when the base is safetensors.
     #[arg(long)]
     graph: Option<PathBuf>,
@@ -214,6 +218,12 @@ fn build_recipe(a: &Args) -> Result<Recipe, MergeError> {
         table.insert(
             "exclude".into(),
             Value::Array(a.exclude.iter().map(|s| Value::String(s.clone())).collect()),
+        );
+    }
+    if !a.average.is_empty() {
+        table.insert(
+            "average".into(),
+            Value::Array(a.average.iter().map(|s| Value::String(s.clone())).collect()),
         );
     }
     if let Some(g) = &a.graph {

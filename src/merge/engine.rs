@@ -44,6 +44,9 @@ pub enum Route {
         /// Excluded by an `exclude` pattern.
         excluded: bool,
     },
+    /// Matched an `average` pattern: the experts' weighted mean (statistics such as BatchNorm
+    /// running variances, which must stay a convex combination of valid values).
+    Average,
     /// Non-float tensor: must be identical in every input; copied from the base.
     Copy,
 }
@@ -88,6 +91,9 @@ pub struct Plan {
 fn route_of(recipe: &Recipe, name: &str, dtype: DType, shape: &[usize]) -> Route {
     if !dtype.is_float() {
         return Route::Copy;
+    }
+    if recipe.average.iter().any(|p| glob_match(p, name)) {
+        return Route::Average;
     }
     if recipe.exclude.iter().any(|p| glob_match(p, name)) {
         return Route::Vector { excluded: true };
@@ -267,7 +273,7 @@ impl Plan {
             r.svc.as_ref().map_or("none".into(), |d| d.describe())
         );
         let _ = writeln!(s, "  seed     {}    threads {}", r.seed, self.threads());
-        let (mut m, mut rs, mut v, mut ex, mut c) = (0, 0, 0, 0, 0);
+        let (mut m, mut rs, mut v, mut ex, mut av, mut c) = (0, 0, 0, 0, 0, 0);
         let mut largest = 0usize;
         for (t, route) in self.base.tensors.iter().zip(&self.routes) {
             match route {
@@ -279,6 +285,7 @@ impl Plan {
                     v += 1;
                     ex += *excluded as usize
                 }
+                Route::Average => av += 1,
                 Route::Copy => c += 1,
             }
             if *route != Route::Copy {
@@ -287,7 +294,7 @@ impl Plan {
         }
         let _ = writeln!(
             s,
-            "  tensors  {m} matrix ({rs} reshaped N-D kernels), {v} element-wise/averaged ({ex} excluded by pattern), {c} non-float (copied; must be identical)"
+            "  tensors  {m} matrix ({rs} reshaped N-D kernels), {v} element-wise/averaged ({ex} excluded by pattern), {av} experts' mean (average patterns), {c} non-float (copied; must be identical)"
         );
         let k = r.experts.len();
         let est = self.threads() * (k + 4) * largest * 4;
@@ -317,6 +324,7 @@ impl Plan {
                 } => format!("matrix {rows}x{cols} (reshaped)"),
                 Route::Vector { excluded: true } => "averaged (excluded)".into(),
                 Route::Vector { excluded: false } => "element-wise".into(),
+                Route::Average => "experts' weighted mean (average)".into(),
                 Route::Copy => "copy (non-float)".into(),
             };
             let _ = writeln!(
@@ -452,10 +460,18 @@ impl Plan {
             taus.push(v);
         }
         let r = &self.recipe;
+        let weights: Vec<f32> = r.experts.iter().map(|e| e.weight).collect();
+        if route == Route::Average {
+            let wsum: f32 = weights.iter().sum();
+            let mut merged = base;
+            for (tau, w) in taus.iter().zip(&weights) {
+                merged.iter_mut().zip(tau).for_each(|(m, x)| *m += w / wsum * x);
+            }
+            return Ok(encode_f32(t.dtype, &merged));
+        }
         if let Some(d) = &r.dare {
             d.apply(&t.name, r.seed, &mut taus);
         }
-        let weights: Vec<f32> = r.experts.iter().map(|e| e.weight).collect();
         let input = TensorInput {
             name: &t.name,
             shape: &t.shape,
@@ -565,7 +581,7 @@ impl Plan {
         let count = |f: fn(&Route) -> bool| self.routes.iter().filter(|r| f(r)).count();
         Ok(Report {
             matrix: count(|r| matches!(r, Route::Matrix { .. })),
-            vector: count(|r| matches!(r, Route::Vector { .. })),
+            vector: count(|r| matches!(r, Route::Vector { .. } | Route::Average)),
             copied: count(|r| matches!(r, Route::Copy)),
             outputs: written,
             seconds: start.elapsed().as_secs_f64(),

@@ -7,6 +7,7 @@
 //! seed = 0                                # DARE masks depend only on seed + tensor name
 //! threads = 0                             # 0 = all cores
 //! exclude = ["*.norm.*", "head.*"]        # glob patterns: these tensors are averaged
+//! average = ["*.running_mean", "*.running_var"]  # statistics: the experts' weighted mean
 //!
 //! [method]                                # ta | ties | tsv-m | boosted-tsv-m | drm | iso-c
 //! name = "tsv-m"
@@ -67,6 +68,10 @@ pub struct Recipe {
     pub svc: Option<Svc>,
     /// Glob patterns of tensors that skip the matrix path.
     pub exclude: Vec<String>,
+    /// Glob patterns of tensors set to the experts' weighted mean `Σ w_i θ_i / Σ w_i`, bypassing
+    /// DARE, the method and SVC: statistics such as BatchNorm running means/variances, which
+    /// task arithmetic could push out of their domain (a variance below zero).
+    pub average: Vec<String>,
     /// Seed of the random streams.
     pub seed: u64,
     /// Worker threads (0 = all cores).
@@ -280,8 +285,9 @@ impl Recipe {
 
     /// Build a recipe from a TOML table (the CLI merges its flags into this table first).
     pub fn from_table(table: Table, dir: &Path) -> Result<Recipe> {
-        const KNOWN: [&str; 11] = [
-            "base", "experts", "method", "dare", "svc", "exclude", "seed", "threads", "outputs", "output", "graph",
+        const KNOWN: [&str; 12] = [
+            "base", "experts", "method", "dare", "svc", "exclude", "average", "seed", "threads", "outputs", "output",
+            "graph",
         ];
         for k in table.keys() {
             if !KNOWN.contains(&k.as_str()) {
@@ -355,18 +361,22 @@ impl Recipe {
             Some(Value::Boolean(false)) | None => None,
             Some(_) => return Err(MergeError::Recipe("[svc] must be a table".into())),
         };
-        let exclude = match table.get("exclude") {
-            None => vec![],
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| MergeError::Recipe("exclude patterns must be strings".into()))
-                })
-                .collect::<Result<_>>()?,
-            Some(_) => return Err(MergeError::Recipe("`exclude` must be an array of glob patterns".into())),
+        let globs = |key: &str| -> Result<Vec<String>> {
+            match table.get(key) {
+                None => Ok(vec![]),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| MergeError::Recipe(format!("`{key}` patterns must be strings")))
+                    })
+                    .collect(),
+                Some(_) => Err(MergeError::Recipe(format!("`{key}` must be an array of glob patterns"))),
+            }
         };
+        let exclude = globs("exclude")?;
+        let average = globs("average")?;
         let int = |k: &str| -> Result<u64> {
             match table.get(k) {
                 None => Ok(0),
@@ -399,6 +409,7 @@ impl Recipe {
             dare,
             svc,
             exclude,
+            average,
             seed,
             threads,
             outputs,

@@ -223,3 +223,48 @@ fn write_helper_roundtrips() {
     let ck = Checkpoint::open(&p).unwrap();
     assert_eq!(ck.read_f32(0).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
 }
+
+#[test]
+fn average_patterns_take_the_experts_weighted_mean() {
+    // Statistics (here the bias, standing in for a BatchNorm running variance) must stay a convex
+    // combination of the experts' values whatever the method does: no DARE rescaling, no λ.
+    let dir = tempfile::tempdir().unwrap();
+    make_inputs(dir.path(), 2, false);
+    let experts = "[[experts]]\npath = \"e0.safetensors\"\nweight = 1.0\n\n[[experts]]\npath = \"e1.safetensors\"\nweight = 3.0\n";
+    let toml = |avg: &str, out: &str| {
+        format!(
+            "base = \"base.safetensors\"\noutputs = [\"{out}\"]\n{avg}\n[method]\nname = \"ta\"\nlambda = 2.0\n\n[dare]\np = 0.5\n\n{experts}"
+        )
+    };
+    for (avg, out) in [("average = [\"*.norm.*\"]", "a.safetensors"), ("", "b.safetensors")] {
+        let r = Recipe::from_toml_str(&toml(avg, out), dir.path()).unwrap();
+        let rep = Plan::new(r).unwrap().execute(RunOptions::default()).unwrap();
+        assert_eq!((rep.matrix, rep.vector, rep.copied), (3, 1, 1));
+    }
+    let open = |f: &str| Checkpoint::open(&dir.path().join(f)).unwrap();
+    let (a, b, e0, e1) = (
+        open("a.safetensors"),
+        open("b.safetensors"),
+        open("e0.safetensors"),
+        open("e1.safetensors"),
+    );
+    let read = |c: &Checkpoint, n: &str| c.read_f32(c.find(n).unwrap()).unwrap();
+    let n = "blocks.0.norm.bias";
+    let want: Vec<f32> = read(&e0, n)
+        .iter()
+        .zip(read(&e1, n))
+        .map(|(x, y)| 0.25 * x + 0.75 * y)
+        .collect();
+    assert!(rel_err(&read(&a, n), &want) < 1e-6, "{:?} vs {want:?}", read(&a, n));
+    assert!(
+        rel_err(&read(&b, n), &want) > 1e-2,
+        "without the pattern the method applies"
+    );
+    // Everything else is untouched by the pattern.
+    for other in ["blocks.0.attn.weight", "blocks.0.conv.weight", "head.weight"] {
+        assert_eq!(read(&a, other), read(&b, other), "{other}");
+    }
+    // The dry run says what happens to the tensor.
+    let r = Recipe::from_toml_str(&toml("average = [\"*.norm.*\"]", "c.safetensors"), dir.path()).unwrap();
+    assert!(Plan::new(r).unwrap().describe().contains("experts' weighted mean"));
+}

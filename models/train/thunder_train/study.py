@@ -116,8 +116,10 @@ def finetune(args, run, domain, steps):
 # ---------------------------------------------------------------- 4. merge
 def recipe_toml(base, graph, experts, method, knob, value, svc_alpha, outputs, threads=1):
     meth, dare, key, _ = METHODS[method]
+    # BatchNorm running statistics are statistics, not weights: the experts' mean, never extrapolated
+    # (task arithmetic with lambda * K > 1 would push a running variance below zero).
     lines = [f'base = "{base}"', f'graph = "{graph}"', "outputs = [" + ", ".join(f'"{o}"' for o in outputs) + "]",
-             "seed = 0", f"threads = {threads}", "", "[method]"]
+             "seed = 0", f"threads = {threads}", 'average = ["*.running_mean", "*.running_var"]', "", "[method]"]
     for k, v in meth.items():
         lines.append(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}")
     if key != "weight":
@@ -304,7 +306,9 @@ def main(argv=None):
     for b in ("enhance", "thunder-merge"):
         if not (args.bin_dir / b).exists():
             raise SystemExit(f"{args.bin_dir / b} is missing: run `cargo build --release --bins` first")
-    work = args.work
+    # Absolute paths: recipes resolve relative paths against their own folder.
+    work = args.work = args.work.resolve()
+    args.corpus, args.base_ckpt, args.bin_dir = args.corpus.resolve(), args.base_ckpt.resolve(), args.bin_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
 

@@ -142,6 +142,7 @@ def main(argv=None):
     ap.add_argument("--domain", default="general",
                     help="training mixture from domains.py (general, babble, music, reverb, machines, union)")
     ap.add_argument("--val-domain", help="validation mixture (default: --domain)")
+    ap.add_argument("--ema-decay", type=float, default=0.999)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -159,7 +160,7 @@ def main(argv=None):
         cfg = NetConfig(**json.loads(args.net))
     net = ThunderNet(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    ema = Ema(net)
+    ema = Ema(net, args.ema_decay)
     step, best = 0, -1e9
     if ck:
         net.load_state_dict(ck["model"])
@@ -172,8 +173,11 @@ def main(argv=None):
     elif args.init:
         init = torch.load(args.init, map_location="cpu", weights_only=False)
         net.load_state_dict(init["ema"])
-        ema = Ema(net)
-        print(f"initialised from {args.init}")
+        # Fine-tuning continues the base's EMA (no warm-up from the raw weights): a short run
+        # otherwise exports nearly raw, unsmoothed weights, which measured worse than the base.
+        ema = Ema(net, args.ema_decay)
+        ema.n = 10**6
+        print(f"initialised from {args.init} (EMA decay {args.ema_decay})")
     print(f"params {sum(p.numel() for p in net.parameters())}, MACs/frame {macs_per_frame(net)}")
 
     val_path = run / "val.npz"
