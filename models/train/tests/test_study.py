@@ -83,8 +83,9 @@ def test_study_pipeline_end_to_end(tiny_corpus, tmp_path, binaries):
     assert moved > 0, "the experts did not move away from the base"
     # Every enhanced file of every model exists (the engine really ran).
     for n in names:
+        tag = f"{n}@{rep['tuning'][n]['chosen']}" if n in rep["tuning"] else n
         for steps in (0, 1):
-            assert len(list((work / "enhanced" / n / f"machines-test_s{steps}").glob("*.wav"))) == 2, n
+            assert len(list((work / "enhanced" / tag / f"machines-test_s{steps}").glob("*.wav"))) == 2, n
 
     # Shipping: the shipped default is the merge chosen on validation, and the shipped recipe
     # reproduces it exactly (tensors, graph, metadata other than the provenance paths).

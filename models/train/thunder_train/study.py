@@ -39,14 +39,14 @@ SHARED_DEV = ROOT.parent / "shared" / "data" / "dev" / "dns2020"
 # The knob is the method's main coefficient; DRM has none in the reference, so its experts'
 # (uniform) weights play that role, as the reference's merge coefficients do.
 METHODS = {
-    "ta": ({"name": "ta"}, None, "lambda", (0.25, 0.5, 0.75, 1.0)),
-    "ties": ({"name": "ties"}, None, "lambda", (0.5, 1.0, 1.5)),
-    "dare-ties": ({"name": "ties"}, {"p": 0.8}, "lambda", (0.5, 1.0, 1.5)),
-    "tsv-m": ({"name": "tsv-m"}, None, "alpha", (0.5, 1.0, 1.5)),
-    "boosted-tsv-m": ({"name": "boosted-tsv-m"}, None, "alpha", (0.5, 1.0, 1.5)),
-    "drm-h": ({"name": "drm", "direction": "horizontal"}, None, "weight", (0.5, 1.0, 1.5)),
-    "drm-v": ({"name": "drm", "direction": "vertical"}, None, "weight", (0.5, 1.0, 1.5)),
-    "iso-c": ({"name": "iso-c"}, None, "alpha", (0.5, 1.0, 1.5)),
+    "ta": ({"name": "ta"}, None, "lambda", (0.1, 0.25, 0.5, 0.75, 1.0)),
+    "ties": ({"name": "ties"}, None, "lambda", (0.25, 0.5, 1.0, 1.5)),
+    "dare-ties": ({"name": "ties"}, {"p": 0.8}, "lambda", (0.25, 0.5, 1.0, 1.5)),
+    "tsv-m": ({"name": "tsv-m"}, None, "alpha", (0.25, 0.5, 1.0, 1.5)),
+    "boosted-tsv-m": ({"name": "boosted-tsv-m"}, None, "alpha", (0.25, 0.5, 1.0, 1.5)),
+    "drm-h": ({"name": "drm", "direction": "horizontal"}, None, "weight", (0.25, 0.5, 1.0, 1.5)),
+    "drm-v": ({"name": "drm", "direction": "vertical"}, None, "weight", (0.25, 0.5, 1.0, 1.5)),
+    "iso-c": ({"name": "iso-c"}, None, "alpha", (0.25, 0.5, 1.0, 1.5)),
 }
 METRICS = ("pesq", "estoi", "sisdr", "dnsmos_ovrl")
 
@@ -247,7 +247,7 @@ def plot(results, domains, path):
     for i, v in enumerate(avg):
         b.text(v, i, f" {v:.3f}", va="center", fontsize=8)
     b.set_yticks(range(len(names)), [""] * len(names))
-    b.invert_yaxis()
+    b.set_ylim(len(names) - 0.5, -0.5)  # rows line up with the heat map's
     b.set_xlim(avg.min() - 0.05, avg.max() + 0.04)
     for ref, style in (("base", ":"), ("multi", "--")):
         if ref in results:
@@ -256,7 +256,7 @@ def plot(results, domains, path):
 
     handles = b.get_legend_handles_labels()[0] + [Patch(color=c, label=lbl) for c, lbl in (
         ("0.5", "base"), ("tab:orange", "expert"), ("tab:green", "multi-domain"), ("tab:blue", "merge"))]
-    b.legend(handles=handles, loc="lower right", fontsize=8)
+    b.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.03), ncol=3, fontsize=8)
     b.set_title("mean PESQ-WB over the domain test sets (--steps 1)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -348,9 +348,10 @@ def main(argv=None):
     results = {}
     for name, path in models.items():
         res = {}
+        tag = path.stem if name in tuning else name  # a merge's cache is keyed by its coefficient
         for steps in (1, 0):
             for c in cols:
-                r = evaluate(args, work, name, path, sets[(c, "test")], f"{c}-test", steps)
+                r = evaluate(args, work, tag, path, sets[(c, "test")], f"{c}-test", steps)
                 res[f"{c}__s{steps}"] = r["mean"]
         results[name] = res
         log(f"eval {name}: " + ", ".join(f"{c} {res[f'{c}__s1']['pesq']:.3f}" for c in cols))
