@@ -340,18 +340,20 @@ def main(argv=None):
             tuning[name] = {"knob": METHODS[m][2], "grid": scores, "chosen": best}
             models[name], recipes[name] = merge(args, work, base, experts, m, best, svc)
             log(f"merge {name}: val PESQ {json.dumps({str(k): round(v, 3) for k, v in scores.items()})} -> {best}")
-    val_of = {n: val_score(args, work, n if n in ("base", "multi") or n.startswith("expert") else
-                           f"{n}@{tuning[n]['chosen']}", p, sets, domains) for n, p in models.items()}
+    # A merge's scores are cached under its file name (method and coefficient), the others' by name.
+    def tag(name):
+        return models[name].stem if name in tuning else name
+
+    val_of = {n: val_score(args, work, tag(n), p, sets, domains) for n, p in models.items()}
 
     # Test evaluation through the Rust engine.
     cols = domains + (["dev"] if not args.no_dev else [])
     results = {}
     for name, path in models.items():
         res = {}
-        tag = path.stem if name in tuning else name  # a merge's cache is keyed by its coefficient
         for steps in (1, 0):
             for c in cols:
-                r = evaluate(args, work, tag, path, sets[(c, "test")], f"{c}-test", steps)
+                r = evaluate(args, work, tag(name), path, sets[(c, "test")], f"{c}-test", steps)
                 res[f"{c}__s{steps}"] = r["mean"]
         results[name] = res
         log(f"eval {name}: " + ", ".join(f"{c} {res[f'{c}__s1']['pesq']:.3f}" for c in cols))
