@@ -19,7 +19,8 @@ import torch
 
 from . import contract as C
 from . import dsp, sampler
-from .data import MixConfig, MixDataset, collate, fixed_set
+from .data import MixConfig, MixDataset, collate
+from .domains import domain_set
 from .metrics import pesq_wb, si_sdr
 from .net import NetConfig, ThunderNet, macs_per_frame
 
@@ -185,12 +186,7 @@ def main(argv=None):
         v = np.load(val_path)
         val = [(v["noisy"][i], v["clean"][i], 0) for i in range(len(v["noisy"]))]
     else:
-        if args.domain == "general" and not args.val_domain:
-            val = fixed_set(args.corpus, "val", args.val_n)
-        else:
-            from .domains import domain_set
-
-            val = domain_set(args.corpus, "val", args.val_domain or args.domain, args.val_n)
+        val = domain_set(args.corpus, "val", args.val_domain or args.domain, args.val_n)  # "general" = fixed_set
         np.savez(val_path, noisy=np.stack([a for a, _, _ in val]), clean=np.stack([b for _, b, _ in val]))
 
     ds = MixDataset(args.corpus, "train", MixConfig(seconds=args.seconds), seed=args.seed + step,
