@@ -360,14 +360,16 @@ impl Plan {
         for e in &r.experts {
             sources.push(src("expert", &e.path, Some(e.weight)));
         }
-        vec![
+        let mut meta = r.metadata.clone();
+        meta.extend([
             ("thunder.merge.recipe".into(), recipe),
             (
                 "thunder.merge.sources".into(),
                 serde_json::Value::Array(sources).to_string(),
             ),
             ("thunder.merge.version".into(), env!("CARGO_PKG_VERSION").into()),
-        ]
+        ]);
+        meta
     }
 
     fn open_outputs(&self) -> Result<Vec<(AtomicOutput, Format)>> {

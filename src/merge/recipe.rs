@@ -19,6 +19,9 @@
 //! [svc]                                   # optional post-step (singular value calibration)
 //! alpha = 1.0
 //!
+//! [metadata]                              # optional: stamped on the outputs (overrides the base's)
+//! "thunder.model_name" = "thunder-16k"
+//!
 //! [[experts]]
 //! path = "car.onnx"
 //! weight = 1.0
@@ -80,6 +83,9 @@ pub struct Recipe {
     pub outputs: Vec<PathBuf>,
     /// ONNX template graph for `.onnx` outputs (default: the base, when it is ONNX).
     pub graph: Option<PathBuf>,
+    /// Metadata entries stamped on the outputs, replacing the base's entries of the same key
+    /// (e.g. the merged model's own `thunder.model_name` / `thunder.model_version`).
+    pub metadata: Vec<(String, String)>,
     /// The effective recipe as TOML (stored in the output metadata).
     pub toml: String,
 }
@@ -285,9 +291,9 @@ impl Recipe {
 
     /// Build a recipe from a TOML table (the CLI merges its flags into this table first).
     pub fn from_table(table: Table, dir: &Path) -> Result<Recipe> {
-        const KNOWN: [&str; 12] = [
+        const KNOWN: [&str; 13] = [
             "base", "experts", "method", "dare", "svc", "exclude", "average", "seed", "threads", "outputs", "output",
-            "graph",
+            "graph", "metadata",
         ];
         for k in table.keys() {
             if !KNOWN.contains(&k.as_str()) {
@@ -401,6 +407,22 @@ impl Recipe {
             }
         }
         let graph = table.get("graph").map(|v| path_of(v, "graph", dir)).transpose()?;
+        let metadata = match table.get("metadata") {
+            None => vec![],
+            Some(Value::Table(t)) => t
+                .iter()
+                .map(|(k, v)| match v {
+                    _ if k.starts_with("thunder.merge.") => Err(MergeError::Recipe(format!(
+                        "[metadata] `{k}`: the thunder.merge.* keys are written by thunder-merge itself"
+                    ))),
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    _ => Err(MergeError::Recipe(format!(
+                        "[metadata] `{k}` must be a string, got {v}"
+                    ))),
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => return Err(MergeError::Recipe("[metadata] must be a table of strings".into())),
+        };
         let toml = toml::to_string(&table).unwrap_or_default();
         Ok(Recipe {
             base,
@@ -414,6 +436,7 @@ impl Recipe {
             threads,
             outputs,
             graph,
+            metadata,
             toml,
         })
     }

@@ -268,3 +268,29 @@ fn average_patterns_take_the_experts_weighted_mean() {
     let r = Recipe::from_toml_str(&toml("average = [\"*.norm.*\"]", "c.safetensors"), dir.path()).unwrap();
     assert!(Plan::new(r).unwrap().describe().contains("experts' weighted mean"));
 }
+
+#[test]
+fn recipe_metadata_is_stamped_on_the_output_once() {
+    let dir = tempfile::tempdir().unwrap();
+    make_inputs(dir.path(), 2, false);
+    let extra = "[metadata]\n\"thunder.model_name\" = \"merged-a\"\n\"thunder.model_version\" = \"7\"";
+    let r = recipe(dir.path(), 2, "name = \"ta\"\nlambda = 0.5", extra, "m.safetensors");
+    Plan::new(r).unwrap().execute(RunOptions::default()).unwrap();
+    let out = Checkpoint::open(&dir.path().join("m.safetensors")).unwrap();
+    let values = |key: &str| -> Vec<&str> {
+        out.metadata
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(values("thunder.model_name"), ["merged-a"]);
+    assert_eq!(values("thunder.model_version"), ["7"]);
+    assert_eq!(values("thunder.merge.version").len(), 1);
+    // thunder-merge owns its provenance keys
+    let bad = Recipe::from_toml_str(
+        "base = \"base.safetensors\"\nexperts = [\"e0.safetensors\"]\nmethod = \"ta\"\n[metadata]\n\"thunder.merge.recipe\" = \"x\"\n",
+        dir.path(),
+    );
+    assert!(bad.is_err_and(|e| e.to_string().contains("written by thunder-merge")));
+}

@@ -52,7 +52,7 @@ fn onnx_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let fx = fixtures();
     let recipe = format!(
-        "base = \"{}\"\nexperts = [\"{}\", \"{}\"]\noutputs = [\"{}\", \"{}\"]\n[method]\nname = \"ta\"\nlambda = 0.5\n",
+        "base = \"{}\"\nexperts = [\"{}\", \"{}\"]\noutputs = [\"{}\", \"{}\"]\n[method]\nname = \"ta\"\nlambda = 0.5\n[metadata]\norigin = \"merged\"\n",
         fx.join("onnx_base.onnx").display(),
         fx.join("onnx_a.onnx").display(),
         fx.join("onnx_b.onnx").display(),
@@ -84,10 +84,20 @@ fn onnx_round_trip() {
         out.canonical_bytes(i).unwrap(),
         base.canonical_bytes(base.find("shape").unwrap()).unwrap()
     );
-    // metadata: the base's entry kept, ours added
+    // metadata: the base's entry replaced by the recipe's [metadata], ours added
     let keys: Vec<&str> = out.metadata.iter().map(|(k, _)| k.as_str()).collect();
     for k in ["origin", "thunder.merge.recipe", "thunder.merge.sources"] {
         assert!(keys.contains(&k), "{keys:?}");
+    }
+    assert!(base.metadata.iter().any(|(k, v)| k == "origin" && v != "merged"));
+    for ck in [&out, &st] {
+        let origin: Vec<&str> = ck
+            .metadata
+            .iter()
+            .filter(|(k, _)| k == "origin")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(origin, ["merged"]);
     }
     // every byte outside the initializers and metadata is unchanged
     let tb = std::fs::read(fx.join("onnx_base.onnx")).unwrap();

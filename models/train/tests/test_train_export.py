@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
 
 from thunder_train import contract as C
@@ -44,9 +45,10 @@ def _session(path):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def test_export_matches_pytorch_and_streams(tmp_path):
+@pytest.mark.parametrize("cfg", [NetConfig(), NetConfig(frame_hidden=32)], ids=["default", "frame-gru"])
+def test_export_matches_pytorch_and_streams(tmp_path, cfg):
     torch.manual_seed(0)
-    net = ThunderNet(NetConfig()).eval()
+    net = ThunderNet(cfg).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -125,3 +127,28 @@ def test_second_stage_conditioning_mixes_the_regression_output():
         ref = C.INTERP_WEIGHT * net.offline(y, y, torch.ones(6)) + (1 - C.INTERP_WEIGHT) * y
     assert torch.allclose(out, ref, atol=1e-5)
     assert torch.equal(train.second_stage_condition(net, y, 0.0, gen, autocast=False), y)
+
+
+def test_grow_keeps_the_function_and_the_optimiser_state():
+    torch.manual_seed(0)
+    cfg = NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1)
+    net = ThunderNet(cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    x, y = torch.randn(2, 2, C.N_BINS, 8), torch.randn(2, 2, C.N_BINS, 8)
+    for _ in range(2):
+        opt.zero_grad()
+        net.offline(x, y, torch.tensor([0.5, 1.0])).pow(2).mean().backward()
+        opt.step()
+    ck = {"model": net.state_dict(), "opt": opt.state_dict(), "net_config": cfg.to_dict()}
+    grown, gopt = train.grow(ck, NetConfig(**{**cfg.to_dict(), "frame_hidden": 24}), 1e-3)
+    assert sum(p.numel() for p in grown.parameters()) > sum(p.numel() for p in net.parameters())
+    net.eval(), grown.eval()
+    with torch.no_grad():
+        t = torch.tensor([0.3, 1.0])
+        assert torch.equal(grown.offline(x, y, t), net.offline(x, y, t))
+    old = dict(net.named_parameters())
+    for p, (name, _) in zip(gopt.param_groups[0]["params"], grown.named_parameters()):
+        if name in old:
+            assert torch.equal(gopt.state[p]["exp_avg_sq"], opt.state[old[name]]["exp_avg_sq"])
+        else:
+            assert p not in gopt.state

@@ -28,6 +28,7 @@ class NetConfig:
     t_embed: int = 64
     lookahead: int = 0  # frames of look-ahead (output for frame f - L emitted at frame f)
     band_mixer: str = "conv"  # "conv" or "gru" (see DualPath)
+    frame_hidden: int = 0  # > 0: a causal GRU over the whole bottleneck frame (see FrameGru)
 
     def to_dict(self):
         return asdict(self)
@@ -113,6 +114,35 @@ class DualPath(nn.Module):
         return x, hn.reshape(-1, f, hdim)
 
 
+class FrameGru(nn.Module):
+    """A causal GRU over the whole bottleneck frame (all bands and channels at once).
+
+    The dual-path blocks only see one band's history; this gives every band the full spectral
+    context of the past. The output projection starts at zero, so adding the block to a trained
+    network leaves its function unchanged (`train.py --grow`).
+    """
+
+    def __init__(self, ch, bands, hidden, emb):
+        super().__init__()
+        self.ch, self.bands, self.hidden = ch, bands, hidden
+        feats = ch * bands
+        self.norm = nn.LayerNorm(feats)
+        self.proj_in = nn.Linear(feats, hidden)
+        self.t_in = nn.Linear(emb, hidden)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.proj_out = nn.Linear(hidden, feats)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def forward(self, x, h, e):
+        c, f, t = self.ch, self.bands, x.shape[2]
+        u = x.permute(0, 2, 1, 3).reshape(-1, t, c * f)  # [B, T, C*F]
+        u = self.proj_in(self.norm(u)) + self.t_in(e).unsqueeze(1)
+        u, hn = self.gru(u, h.unsqueeze(0))
+        u = self.proj_out(u).reshape(-1, t, c, f).permute(0, 2, 1, 3)
+        return x + u, hn.squeeze(0)
+
+
 class SubPixelUp(nn.Module):
     """Doubles the frequency axis: conv to 2*cout channels, then interleave."""
 
@@ -152,6 +182,7 @@ class ThunderNet(nn.Module):
         self.dp = nn.ModuleList(
             [DualPath(cb, bins, cfg.time_hidden, cfg.t_embed, cfg.band_mixer) for _ in range(cfg.dp_blocks)]
         )
+        self.frame = FrameGru(cb, bins, cfg.frame_hidden, cfg.t_embed) if cfg.frame_hidden > 0 else None
         self.dec = nn.ModuleList()
         self.dec_norm = nn.ModuleList()
         self.dec_act = nn.ModuleList()
@@ -176,6 +207,8 @@ class ThunderNet(nn.Module):
             shapes.append([chans[i], conv.kt - 1, self.enc_bins[i]])
         for _ in self.dp:
             shapes.append([self.bands, self.cfg.time_hidden])
+        if self.frame is not None:
+            shapes.append([self.cfg.frame_hidden])
         if self.cfg.lookahead > 0:
             shapes.append([4, C.N_BINS, self.cfg.lookahead])  # delayed x_t and y for the masks
         return shapes
@@ -206,6 +239,10 @@ class ThunderNet(nn.Module):
             skips.append(h)
         for dp in self.dp:
             h, s = dp(h, states[k], e)
+            new_states.append(s)
+            k += 1
+        if self.frame is not None:
+            h, s = self.frame(h, states[k], e)
             new_states.append(s)
             k += 1
         for i, (up, norm, act) in enumerate(zip(self.dec, self.dec_norm, self.dec_act)):
@@ -254,6 +291,9 @@ def macs_per_frame(net: ThunderNet) -> int:
             total += net.bands * cb * cb * 3 + cb * net.bands**2 + net.bands * cb * cb  # conv, mix, proj
         total += net.bands * 3 * (cb * cfg.time_hidden + cfg.time_hidden**2)  # GRU across time
         total += net.bands * cfg.time_hidden * cb  # proj_t
+    if net.frame is not None:
+        fh, feats = cfg.frame_hidden, cb * net.bands
+        total += feats * fh + 3 * 2 * fh * fh + fh * feats  # proj_in, GRU, proj_out
     f = net.bands
     for up in net.dec:
         total += up.conv.weight.numel() * f

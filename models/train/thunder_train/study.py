@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
 from .domains import EXPERT_DOMAINS, domain_set
 from .metrics import dnsmos, estoi, pesq_wb, si_sdr
@@ -314,16 +315,20 @@ def main(argv=None):
 
     sets = build_sets(work, args.corpus, domains, args.n_val, args.n_test, dev=not args.no_dev)
     mdir = work / "models"
-    base = export(args.base_ckpt, mdir / "base.onnx", "thunder-16k-base", "study-base")
+    base_step = torch.load(args.base_ckpt, map_location="cpu", weights_only=False)["step"]
+    base_version = f"step{base_step}"
+    base = export(args.base_ckpt, mdir / "base.onnx", "thunder-16k-base", base_version)
     models, budgets = {"base": base}, {}
     for d in domains:
         run = work / "runs" / d
         budgets[f"expert-{d}"] = finetune(args, run, d, args.ft_steps)
-        models[f"expert-{d}"] = export(run / "last.pt", mdir / f"expert-{d}.onnx", f"thunder-16k-expert-{d}", "study")
+        models[f"expert-{d}"] = export(run / "last.pt", mdir / f"expert-{d}.onnx", f"thunder-16k-expert-{d}",
+                                       f"{base_version}+ft{args.ft_steps}")
     if len(domains) > 1:
         run = work / "runs" / "union"
         budgets["multi"] = finetune(args, run, "+".join(domains), args.ft_steps * len(domains))
-        models["multi"] = export(run / "last.pt", mdir / "multi.onnx", "thunder-16k-multi", "study")
+        models["multi"] = export(run / "last.pt", mdir / "multi.onnx", "thunder-16k-multi",
+                                 f"{base_version}+ft{args.ft_steps * len(domains)}")
     experts = [models[f"expert-{d}"] for d in domains]
 
     # Merges: tune the coefficient on validation (mean PESQ at --steps 1 over the domains).
@@ -412,6 +417,9 @@ def main(argv=None):
             text = text.replace(str(models[f"expert-{d}"].with_suffix(".safetensors")), f"experts/expert-{d}.safetensors")
         out = models[best_merge]
         text = text.replace(f'outputs = ["{out}", "{out.with_suffix(".safetensors")}"]', 'outputs = ["thunder-16k.onnx"]')
+        # The default carries its own name and version, not the base's.
+        text += ("\n[metadata]\n\"thunder.model_name\" = \"thunder-16k\"\n"
+                 f"\"thunder.model_version\" = \"{best_merge} of base {base_version}\"\n")
         recipe = mroot / "merge-recipe.toml"
         recipe.write_text(f"# {best_merge}: the default model (models/README.md)\n" + text)
         # The shipped default is made by the shipped recipe itself (so its provenance is the recipe's).

@@ -120,6 +120,23 @@ def lr_at(step, base, warmup, total):
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def grow(ck, cfg, lr):
+    """A larger network that computes exactly what the checkpoint's did (new blocks start at zero
+    output), with the optimiser state of every carried-over parameter kept."""
+    old = ThunderNet(NetConfig(**ck["net_config"]))
+    net = ThunderNet(cfg)
+    missing, unexpected = net.load_state_dict(ck["model"], strict=False)
+    if unexpected or any(not k.startswith("frame.") for k in missing):
+        raise SystemExit(f"--grow can only add blocks: missing {missing}, unexpected {unexpected}")
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    old_index = {name: i for i, (name, _) in enumerate(old.named_parameters())}
+    sd = opt.state_dict()
+    sd["state"] = {j: ck["opt"]["state"][old_index[name]] for j, (name, _) in enumerate(net.named_parameters())
+                   if name in old_index and old_index[name] in ck["opt"]["state"]}
+    opt.load_state_dict(sd)
+    return net, opt
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", required=True)
@@ -139,6 +156,8 @@ def main(argv=None):
     ap.add_argument("--val-every", type=int, default=1000)
     ap.add_argument("--val-n", type=int, default=16)
     ap.add_argument("--net", default="{}", help="NetConfig overrides as JSON")
+    ap.add_argument("--grow", help="on resume: NetConfig changes that add zero-initialised blocks "
+                    "(e.g. '{\"frame_hidden\": 256}'); the trained weights and optimiser state carry over")
     ap.add_argument("--init", help="initialise weights from this checkpoint (fine-tuning)")
     ap.add_argument("--domain", default="general",
                     help="training mixture from domains.py (general, babble, music, reverb, machines, union)")
@@ -163,7 +182,16 @@ def main(argv=None):
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     ema = Ema(net, args.ema_decay)
     step, best = 0, -1e9
-    if ck:
+    if ck and args.grow and NetConfig(**{**ck["net_config"], **json.loads(args.grow)}) != cfg:
+        cfg = NetConfig(**{**ck["net_config"], **json.loads(args.grow)})
+        net, opt = grow(ck, cfg, args.lr)
+        ema = Ema(net, args.ema_decay)
+        ema.shadow.update(ck["ema"])
+        ema.n = ck["ema_n"]
+        step, best = ck["step"], ck["best"]
+        gen.set_state(ck["gen"])
+        print(f"grew {last} at step {step}: {args.grow}")
+    elif ck:
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         ema.shadow = ck["ema"]
