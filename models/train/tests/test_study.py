@@ -45,7 +45,9 @@ def test_domains_draw_what_they_promise(tiny_corpus):
 def test_study_pipeline_end_to_end(tiny_corpus, tmp_path, binaries):
     base_run = tmp_path / "base"
     train.main(["--corpus", str(tiny_corpus), "--run", str(base_run), "--steps", "3", "--batch", "2",
-                "--seconds", "1", "--val-every", "3", "--val-n", "2", "--workers", "0", "--warmup", "1"])
+                "--seconds", "1", "--val-every", "3", "--val-n", "2", "--workers", "0", "--warmup", "1",
+                # a non-default network: the fine-tunes must take it from the base checkpoint
+                "--net", '{"frame_hidden": 16}'])
     work, report, ship = tmp_path / "work", tmp_path / "report" / "study", tmp_path / "ship"
     args = ["--base-ckpt", str(base_run / "last.pt"), "--corpus", str(tiny_corpus), "--work", str(work),
             "--report", str(report), "--domains", "babble,machines", "--methods", "ta,ties", "--ft-steps", "2",
@@ -102,6 +104,9 @@ def test_study_pipeline_end_to_end(tiny_corpus, tmp_path, binaries):
     meta = [{p.key: p.value for p in m.metadata_props if p.key not in ("thunder.merge.recipe", "thunder.merge.sources")}
             for m in (a, b)]
     assert meta[0] == meta[1]
+    # The default names itself (recipe [metadata]), not the base it was merged from.
+    assert meta[1]["thunder.model_name"] == "thunder-16k"
+    assert meta[1]["thunder.model_version"] == f"{chosen} of base step3"
     # And the engine runs the shipped default.
     noisy = next((work / "sets" / "babble" / "test" / "noisy").glob("*.wav"))
     out = tmp_path / "out.wav"

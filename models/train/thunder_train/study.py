@@ -106,7 +106,8 @@ def finetune(args, run, domain, steps):
            "--init", str(args.base_ckpt), "--domain", domain, "--steps", str(steps), "--batch", str(args.batch),
            "--seconds", str(args.seconds), "--lr", str(args.ft_lr), "--warmup", str(max(1, steps // 20)),
            "--val-every", str(max(1, steps // 2)), "--val-n", str(args.ft_val_n), "--threads", str(args.threads),
-           "--workers", str(args.workers), "--seed", str(args.seed)]
+           "--workers", str(args.workers), "--seed", str(args.seed), "--ema-decay", str(args.ft_ema_decay),
+           "--stage2-frac", str(args.ft_stage2_frac)]
     if args.no_bf16:
         cmd.append("--no-bf16")
     log(f"finetune {domain}: {steps} steps -> {run}")
@@ -275,6 +276,10 @@ def main(argv=None):
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--ft-steps", type=int, default=300, help="fine-tuning steps per expert")
     ap.add_argument("--ft-lr", type=float, default=3e-4)
+    ap.add_argument("--ft-ema-decay", type=float, default=0.995,
+                    help="EMA decay while fine-tuning (continued from the base's EMA; 0.995 leaves the base "
+                         "0.995^N of the exported weights after N steps, 0.22 at N = 300)")
+    ap.add_argument("--ft-stage2-frac", type=float, default=0.3, help="train.py --stage2-frac while fine-tuning")
     ap.add_argument("--ft-val-n", type=int, default=8)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=2.0)

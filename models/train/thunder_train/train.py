@@ -175,6 +175,10 @@ def main(argv=None):
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
         cfg = NetConfig(**ck["net_config"])
+    elif args.init:  # fine-tuning: the network of the checkpoint it starts from
+        ck = None
+        init = torch.load(args.init, map_location="cpu", weights_only=False)
+        cfg = NetConfig(**init["net_config"])
     else:
         ck = None
         cfg = NetConfig(**json.loads(args.net))
@@ -200,7 +204,6 @@ def main(argv=None):
         gen.set_state(ck["gen"])
         print(f"resumed {last} at step {step} (best score {best:.3f})")
     elif args.init:
-        init = torch.load(args.init, map_location="cpu", weights_only=False)
         net.load_state_dict(init["ema"])
         # Fine-tuning continues the base's EMA (no warm-up from the raw weights): a short run
         # otherwise exports nearly raw, unsmoothed weights, which measured worse than the base.
