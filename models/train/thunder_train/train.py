@@ -186,8 +186,11 @@ def main(argv=None):
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     ema = Ema(net, args.ema_decay)
     step, best = 0, -1e9
-    if ck and args.grow and NetConfig(**{**ck["net_config"], **json.loads(args.grow)}) != cfg:
-        cfg = NetConfig(**{**ck["net_config"], **json.loads(args.grow)})
+    if args.grow and not ck:
+        raise SystemExit(f"--grow adds blocks to a run being resumed, but {last} does not exist")
+    grown = NetConfig(**{**ck["net_config"], **json.loads(args.grow)}) if args.grow else cfg
+    if grown != cfg:  # a no-op --grow (already applied) just resumes
+        cfg = grown
         net, opt = grow(ck, cfg, args.lr)
         ema = Ema(net, args.ema_decay)
         ema.shadow.update(ck["ema"])
