@@ -120,6 +120,10 @@ def lr_at(step, base, warmup, total):
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def make_optimizer(net, lr):
+    return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+
+
 def grow(ck, cfg, lr):
     """A larger network that computes exactly what the checkpoint's did (new blocks start at zero
     output), with the optimiser state of every carried-over parameter kept."""
@@ -128,7 +132,7 @@ def grow(ck, cfg, lr):
     missing, unexpected = net.load_state_dict(ck["model"], strict=False)
     if unexpected or any(not k.startswith("frame.") for k in missing):
         raise SystemExit(f"--grow can only add blocks: missing {missing}, unexpected {unexpected}")
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    opt = make_optimizer(net, lr)
     old_index = {name: i for i, (name, _) in enumerate(old.named_parameters())}
     sd = opt.state_dict()
     sd["state"] = {j: ck["opt"]["state"][old_index[name]] for j, (name, _) in enumerate(net.named_parameters())
@@ -183,7 +187,7 @@ def main(argv=None):
         ck = None
         cfg = NetConfig(**json.loads(args.net))
     net = ThunderNet(cfg)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    opt = make_optimizer(net, args.lr)
     ema = Ema(net, args.ema_decay)
     step, best = 0, -1e9
     if args.grow and not ck:
