@@ -5,12 +5,14 @@
 //! * `properties`: the invariants listed in the issue, plus the BoostedTSV-M choices.
 //! * `bad_input`: clear errors and no output left behind.
 //! * `onnx`: ONNX round trip (our reader, byte preservation, onnxruntime when available).
+//! * `shipped`: `models/merge-recipe.toml` reproduces `models/thunder-16k.onnx`.
 
 mod bad_input;
 mod engine;
 mod onnx;
 mod properties;
 mod reference;
+mod shipped;
 
 use std::path::{Path, PathBuf};
 

@@ -110,6 +110,8 @@ def finetune(args, run, domain, steps):
            "--stage2-frac", str(args.ft_stage2_frac)]
     if args.no_bf16:
         cmd.append("--no-bf16")
+    if args.ft_init_opt:
+        cmd.append("--init-opt")
     log(f"finetune {domain}: {steps} steps -> {run}")
     subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1])
     return json.loads(budget.read_text())
@@ -280,6 +282,8 @@ def main(argv=None):
                     help="EMA decay while fine-tuning (continued from the base's EMA; 0.995 leaves the base "
                          "0.995^N of the exported weights after N steps, 0.22 at N = 300)")
     ap.add_argument("--ft-stage2-frac", type=float, default=0.3, help="train.py --stage2-frac while fine-tuning")
+    ap.add_argument("--ft-init-opt", action="store_true",
+                    help="fine-tunes continue the base's AdamW moments (train.py --init-opt)")
     ap.add_argument("--ft-val-n", type=int, default=8)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=2.0)

@@ -163,6 +163,9 @@ def main(argv=None):
     ap.add_argument("--grow", help="on resume: NetConfig changes that add zero-initialised blocks "
                     "(e.g. '{\"frame_hidden\": 256}'); the trained weights and optimiser state carry over")
     ap.add_argument("--init", help="initialise weights from this checkpoint (fine-tuning)")
+    ap.add_argument("--init-opt", action="store_true",
+                    help="with --init: continue the checkpoint's AdamW moments instead of fresh ones "
+                    "(fresh moments make the first fine-tuning steps full-size in every direction)")
     ap.add_argument("--domain", default="general",
                     help="training mixture from domains.py (general, babble, music, reverb, machines, union)")
     ap.add_argument("--val-domain", help="validation mixture (default: --domain)")
@@ -190,6 +193,8 @@ def main(argv=None):
     opt = make_optimizer(net, args.lr)
     ema = Ema(net, args.ema_decay)
     step, best = 0, -1e9
+    if args.init_opt and not args.init:
+        raise SystemExit("--init-opt continues the optimiser of the --init checkpoint: give --init too")
     if args.grow and not ck:
         raise SystemExit(f"--grow adds blocks to a run being resumed, but {last} does not exist")
     grown = NetConfig(**{**ck["net_config"], **json.loads(args.grow)}) if args.grow else cfg
@@ -216,7 +221,10 @@ def main(argv=None):
         # otherwise exports nearly raw, unsmoothed weights, which measured worse than the base.
         ema = Ema(net, args.ema_decay)
         ema.n = 10**6
-        print(f"initialised from {args.init} (EMA decay {args.ema_decay})")
+        if args.init_opt:
+            opt.load_state_dict(init["opt"])  # the LR is set every step, so only the moments carry
+        print(f"initialised from {args.init} (EMA decay {args.ema_decay}"
+              f"{', optimiser moments continued' if args.init_opt else ''})")
     print(f"params {sum(p.numel() for p in net.parameters())}, MACs/frame {macs_per_frame(net)}")
 
     val_path = run / "val.npz"
