@@ -159,7 +159,6 @@ def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):
     common = ["--corpus", str(tiny_corpus), "--batch", "2", "--seconds", "0.5", "--workers", "0",
               "--threads", "1", "--val-every", "1000", "--no-bf16"]
     train.main([*common, "--run", str(tmp_path / "base"), "--steps", "2", "--net", net])
-    base = torch.load(tmp_path / "base" / "last.pt", weights_only=False)
 
     def adam_steps(run):
         return sorted({float(s["step"]) for s in torch.load(run / "last.pt", weights_only=False)["opt"]["state"].values()})
@@ -168,6 +167,6 @@ def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):
         run = tmp_path / f"ft{len(flag)}"
         train.main([*common, "--run", str(run), "--steps", "1", "--init", str(tmp_path / "base" / "last.pt"), *flag])
         assert adam_steps(run) == expected, flag  # fresh moments start at 0; continued ones at the base's 2
-    assert adam_steps(tmp_path / "base") == [2.0] and base["step"] == 2
+    assert adam_steps(tmp_path / "base") == [2.0]
     with pytest.raises(SystemExit, match="--init-opt"):
         train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--init-opt"])
