@@ -113,3 +113,13 @@ def test_study_pipeline_end_to_end(tiny_corpus, tmp_path, binaries):
     subprocess.run([str(binaries / "enhance"), str(noisy), str(out), "--model", str(ship / "thunder-16k.onnx"),
                     "--quiet"], check=True)
     assert out.stat().st_size > 1000
+
+    # --experts-only (fine-tuning A/B runs) reuses the runs and writes base-vs-expert gains.
+    quick = tmp_path / "report" / "experts"
+    study.main([a if a != str(report) else str(quick) for a in args if a not in ("--ship",)] + ["--experts-only"])
+    rep = json.loads(quick.with_suffix(".json").read_text())
+    assert list(rep["results"]) == ["base", "expert-babble", "expert-machines"]
+    for d in ("babble", "machines"):
+        want = rep["results"][f"expert-{d}"][f"{d}__s1"]["pesq"] - rep["results"]["base"][f"{d}__s1"]["pesq"]
+        assert rep["expert_gain_own_domain_pesq_s1"][d] == want
+    assert "Expert minus base on its own domain" in quick.with_suffix(".md").read_text()

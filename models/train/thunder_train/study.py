@@ -215,6 +215,29 @@ def val_score(args, work, name, model, sets, domains):
 
 
 # ---------------------------------------------------------------- 6. report
+def experts_report(args, work, sets, domains, models, budgets, t_start):
+    """Base vs experts on every test set (for comparing fine-tuning settings; no merges, no multi)."""
+    cols = domains + (["dev"] if not args.no_dev else [])
+    results = {name: {f"{c}__s{steps}": evaluate(args, work, name, path, sets[(c, "test")], f"{c}-test", steps)["mean"]
+                      for steps in (1, 0) for c in cols}
+               for name, path in models.items()}
+    gain = {d: results[f"expert-{d}"][f"{d}__s1"]["pesq"] - results["base"][f"{d}__s1"]["pesq"] for d in domains}
+    report = {"domains": domains, "budgets": budgets, "results": results, "expert_gain_own_domain_pesq_s1": gain,
+              "settings": {k: str(v) for k, v in vars(args).items()}, "wall_s": round(time.time() - t_start)}
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    md = [f"## Fine-tuning check: base vs experts ({', '.join(domains)})", "",
+          f"Experts: {args.ft_steps} steps, lr {args.ft_lr}, EMA {args.ft_ema_decay}, "
+          f"{'continued' if args.ft_init_opt else 'fresh'} AdamW moments; {args.n_test} test mixtures per domain.", ""]
+    for metric in METRICS:
+        md += [f"### {metric} at --steps 1", "", table(results, domains, cols, 1, metric), ""]
+    md += ["Expert minus base on its own domain (PESQ-WB, --steps 1): "
+           + ", ".join(f"{d} {g:+.3f}" for d, g in gain.items()), ""]
+    args.report.with_suffix(".md").write_text("\n".join(md))
+    log(f"wrote {args.report.with_suffix('.md')}; expert gain on own domain: "
+        + ", ".join(f"{d} {g:+.3f}" for d, g in gain.items()))
+
+
 def table(results, domains, cols, steps, metric):
     head = "| model | " + " | ".join(cols) + " | avg (domains) |"
     lines = [head, "|---" * (len(cols) + 2) + "|"]
@@ -297,6 +320,8 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=2, help="enhance --jobs")
     ap.add_argument("--bin-dir", type=Path, default=ROOT / "target" / "release")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--experts-only", action="store_true",
+                    help="stop after the experts: score base and experts on the test sets (fine-tuning A/B runs)")
     ap.add_argument("--ship", action="store_true", help="install the best-on-validation merge as the default model")
     ap.add_argument("--ship-to", type=Path, default=ROOT / "models", help="where --ship installs (default: models/)")
     ap.add_argument("--replot", action="store_true", help="only redraw <report>.png from <report>.json")
@@ -333,6 +358,9 @@ def main(argv=None):
         budgets[f"expert-{d}"] = finetune(args, run, d, args.ft_steps)
         models[f"expert-{d}"] = export(run / "last.pt", mdir / f"expert-{d}.onnx", f"thunder-16k-expert-{d}",
                                        f"{base_version}+ft{args.ft_steps}")
+    if args.experts_only:
+        experts_report(args, work, sets, domains, models, budgets, t_start)
+        return
     if len(domains) > 1:
         run = work / "runs" / "union"
         budgets["multi"] = finetune(args, run, "+".join(domains), args.ft_steps * len(domains))
