@@ -7,7 +7,7 @@ import torch
 
 from thunder_train import contract as C
 from thunder_train import train
-from thunder_train.data import MixConfig, Mixer, collate
+from thunder_train.data import MixConfig, Mixer, biquad, collate, random_eq
 from thunder_train.export import export_onnx, export_safetensors, weights_for_merge
 from thunder_train.net import NetConfig, ThunderNet
 
@@ -19,6 +19,35 @@ def test_mixer_examples(tiny_corpus):
         assert noisy.shape == clean.shape == (16000,)
         assert np.isfinite(noisy).all() and np.abs(noisy).max() <= 1.0
         assert band == C.N_BINS
+
+
+def gain_db(b, a, f):
+    z = np.exp(-2j * np.pi * f / C.SAMPLE_RATE)
+    return 20 * np.log10(abs(np.polyval(b[::-1], z) / np.polyval(a[::-1], z)))
+
+
+def test_eq_filters_have_the_cookbook_responses():
+    b, a = biquad("low_shelf", 200.0, 6.0, 0.707)
+    assert abs(gain_db(b, a, 1.0) - 6.0) < 0.05 and abs(gain_db(b, a, 7000.0)) < 0.1
+    b, a = biquad("high_shelf", 3000.0, -6.0, 0.707)
+    assert abs(gain_db(b, a, 20.0)) < 0.05 and abs(gain_db(b, a, 7990.0) + 6.0) < 0.1
+    b, a = biquad("peak", 1000.0, 8.0, 1.0)
+    assert abs(gain_db(b, a, 1000.0) - 8.0) < 1e-6 and abs(gain_db(b, a, 50.0)) < 0.2
+
+
+def test_random_eq_is_bounded_and_only_on_when_asked(tiny_corpus):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(16000).astype(np.float32)
+    y = random_eq(x, np.random.default_rng(5), gain_db=8.0)
+    assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+    assert 0.0 < abs(20 * np.log10(np.std(y) / np.std(x))) < 3 * 8.0
+    np.testing.assert_array_equal(y, random_eq(x, np.random.default_rng(5), gain_db=8.0))
+    # Off by default: the fixed validation/test sets do not change when the option exists.
+    base = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0), seed=7).example()
+    again = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0, p_eq_speech=0.0), seed=7).example()
+    np.testing.assert_array_equal(base[0], again[0])
+    eq = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0, p_eq_speech=1.0, p_eq_noise=1.0), seed=7).example()
+    assert not np.array_equal(base[1], eq[1])
 
 
 def test_a_few_training_steps_reduce_the_loss(tiny_corpus):

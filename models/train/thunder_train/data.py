@@ -2,8 +2,9 @@
 
 Each example: random speech crop (speed/pitch-perturbed when real), optional reverberation
 (target = direct path + 50 ms of early reflections), one or two noises (files, procedural, or
-babble from other training speakers) at SNR U(-5, 20) dB, a random level U(-40, -5) dBFS, and
-the source's true bandwidth so the loss can ignore bins the source never had.
+babble from other training speakers) at SNR U(-5, 20) dB, optional random EQ of speech and noise
+(train.py --eq), a random level U(-40, -5) dBFS, and the source's true bandwidth so the loss can
+ignore bins the source never had.
 """
 
 import csv
@@ -72,6 +73,12 @@ class MixConfig:
     noise_categories: tuple | None = None  # noise-file categories drawn from
     procedural_kinds: tuple | None = None  # subset of procedural_noise kinds 0..4
     babble_talkers: tuple = (1, 7)  # inclusive range of talkers in a babble noise
+    # Random microphone/room colouration (random_eq): speech (input and target alike, since the
+    # engine cannot know the microphone) and noise, each independently. Off for the fixed
+    # validation/test sets, so those stay identical across sessions; train.py --eq turns it on.
+    p_eq_speech: float = 0.0
+    p_eq_noise: float = 0.0
+    eq_gain_db: float = 8.0  # each filter's gain is U(-g, g)
 
 
 def rms(x):
@@ -126,6 +133,37 @@ def procedural_noise(n, rng, kinds=None):
     mod = 1.0 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.2, 3.0) * t)
     tone = 0.3 * np.sin(2 * np.pi * rng.uniform(80, 400) * t)
     return (lo * mod + tone * rms(lo)).astype(np.float32)
+
+
+def biquad(kind, f0, gain_db, q):
+    """RBJ audio-EQ-cookbook biquad (b, a) at SR: kind is 'low_shelf', 'high_shelf' or 'peak'."""
+    a_lin = 10 ** (gain_db / 40)
+    w0 = 2 * math.pi * f0 / SR
+    cw, sw = math.cos(w0), math.sin(w0)
+    alpha = sw / (2 * q)
+    if kind == "peak":
+        b = [1 + alpha * a_lin, -2 * cw, 1 - alpha * a_lin]
+        a = [1 + alpha / a_lin, -2 * cw, 1 - alpha / a_lin]
+    else:
+        sq = 2 * math.sqrt(a_lin) * alpha
+        sign = 1 if kind == "low_shelf" else -1
+        b = [a_lin * ((a_lin + 1) - sign * (a_lin - 1) * cw + sq), sign * 2 * a_lin * ((a_lin - 1) - sign * (a_lin + 1) * cw),
+             a_lin * ((a_lin + 1) - sign * (a_lin - 1) * cw - sq)]
+        a = [(a_lin + 1) + sign * (a_lin - 1) * cw + sq, -sign * 2 * ((a_lin - 1) + sign * (a_lin + 1) * cw),
+             (a_lin + 1) + sign * (a_lin - 1) * cw - sq]
+    return np.array(b) / a[0], np.array(a) / a[0]
+
+
+def random_eq(x, rng, gain_db=8.0):
+    """1-3 random shelving/peaking filters: the timbre of another microphone, mouth distance or wall."""
+    y = x.astype(np.float64)
+    for _ in range(rng.integers(1, 4)):
+        kind = ("low_shelf", "high_shelf", "peak")[rng.integers(0, 3)]
+        f0 = {"low_shelf": rng.uniform(60, 500), "high_shelf": rng.uniform(1500, 6000),
+              "peak": math.exp(rng.uniform(math.log(150), math.log(6500)))}[kind]
+        b, a = biquad(kind, f0, rng.uniform(-gain_db, gain_db), rng.uniform(0.5, 2.0))
+        y = lfilter(b, a, y)
+    return y.astype(np.float32)
 
 
 def early_target(clean, rir, early_ms):
@@ -223,6 +261,8 @@ class Mixer:
         clean, bw = self.speech_segment(n)
         while rms(clean) < 1e-4:  # mostly silence: draw again
             clean, bw = self.speech_segment(n)
+        if cfg.p_eq_speech > 0 and rng.random() < cfg.p_eq_speech:
+            clean = random_eq(clean, rng, cfg.eq_gain_db)
         target = clean
         if self.rirs and rng.random() < cfg.p_reverb:
             rir = self.load(self.rirs[rng.integers(0, len(self.rirs))], self.rirs)
@@ -232,6 +272,8 @@ class Mixer:
             noisy = clean.copy()
         else:
             noise = self.noise_segment(n)
+            if cfg.p_eq_noise > 0 and rng.random() < cfg.p_eq_noise:
+                noise = random_eq(noise, rng, cfg.eq_gain_db)
             if rng.random() < cfg.p_second_noise:
                 extra = self.noise_segment(n)
                 noise = noise / (rms(noise) + 1e-9) + rng.uniform(0.2, 1.0) * extra / (rms(extra) + 1e-9)

@@ -168,6 +168,9 @@ def main(argv=None):
                     "(fresh moments make the first fine-tuning steps full-size in every direction)")
     ap.add_argument("--domain", default="general",
                     help="training mixture from domains.py (general, babble, music, reverb, machines, union)")
+    ap.add_argument("--eq", type=float, default=0.0,
+                    help="probability of a random EQ on the speech and, independently, on the noise of a "
+                         "general-domain example (microphone/room colouration; data.random_eq)")
     ap.add_argument("--val-domain", help="validation mixture (default: --domain)")
     ap.add_argument("--ema-decay", type=float, default=0.999)
     ap.add_argument("--seed", type=int, default=0)
@@ -235,7 +238,8 @@ def main(argv=None):
         val = domain_set(args.corpus, "val", args.val_domain or args.domain, args.val_n)  # "general" = fixed_set
         np.savez(val_path, noisy=np.stack([a for a, _, _ in val]), clean=np.stack([b for _, b, _ in val]))
 
-    ds = MixDataset(args.corpus, "train", MixConfig(seconds=args.seconds), seed=args.seed + step,
+    mix = MixConfig(seconds=args.seconds, p_eq_speech=args.eq, p_eq_noise=args.eq)
+    ds = MixDataset(args.corpus, "train", mix, seed=args.seed + step,
                     domain=None if args.domain == "general" else args.domain)
     dl = torch.utils.data.DataLoader(ds, batch_size=args.batch, collate_fn=collate, num_workers=args.workers,
                                      persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
