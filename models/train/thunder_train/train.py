@@ -271,6 +271,7 @@ def main(argv=None):
 
     net.train()
     t0, losses, started = time.time(), [], step
+    t_print = t0
     budget_wall = budget["wall_s"]
     for noisy, clean, band in dl:
         lr = lr_at(step, args.lr, args.warmup, args.steps)
@@ -284,8 +285,10 @@ def main(argv=None):
         ema.update(net)
         losses.append(loss.item())
         step += 1
-        if step % 50 == 0:
-            dt = (time.time() - t0) / len(losses)
+        if step % 50 == 0:  # speed over the last 50 steps (validation excluded), not since the start
+            now = time.time()
+            dt = (now - t_print) / min(50, len(losses))
+            t_print = now
             print(f"step {step} loss {np.mean(losses[-50:]):.5f} lr {lr:.2e} {dt:.2f}s/step", flush=True)
         if step % args.val_every == 0:
             evnet = ThunderNet(cfg)
@@ -301,6 +304,7 @@ def main(argv=None):
             save(last)
             save_budget()
             net.train()
+            t_print = time.time()
         if args.stop_after and step - started >= args.stop_after:
             break
         if step >= args.steps:
