@@ -122,4 +122,6 @@ def test_study_pipeline_end_to_end(tiny_corpus, tmp_path, binaries):
     for d in ("babble", "machines"):
         want = rep["results"][f"expert-{d}"][f"{d}__s1"]["pesq"] - rep["results"]["base"][f"{d}__s1"]["pesq"]
         assert rep["expert_gain_own_domain_pesq_s1"][d] == want
+        p = rep["expert_minus_base_pesq_paired"][f"{d}__s1"]
+        assert p["n"] == 2 and abs(p["mean"] - want) < 1e-9 and 0 <= p["wins"] <= 2 and p["se"] >= 0
     assert "Expert minus base on its own domain" in quick.with_suffix(".md").read_text()

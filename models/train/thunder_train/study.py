@@ -110,7 +110,7 @@ def finetune(args, run, domain, steps):
            "--stage2-frac", str(args.ft_stage2_frac)]
     if args.no_bf16:
         cmd.append("--no-bf16")
-    if args.ft_init_opt:
+    if args.ft_opt == "continue":
         cmd.append("--init-opt")
     log(f"finetune {domain}: {steps} steps -> {run}")
     subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1])
@@ -218,21 +218,35 @@ def val_score(args, work, name, model, sets, domains):
 def experts_report(args, work, sets, domains, models, budgets, t_start):
     """Base vs experts on every test set (for comparing fine-tuning settings; no merges, no multi)."""
     cols = domains + (["dev"] if not args.no_dev else [])
-    results = {name: {f"{c}__s{steps}": evaluate(args, work, name, path, sets[(c, "test")], f"{c}-test", steps)["mean"]
-                      for steps in (1, 0) for c in cols}
-               for name, path in models.items()}
+    runs = {name: {f"{c}__s{steps}": evaluate(args, work, name, path, sets[(c, "test")], f"{c}-test", steps)
+                   for steps in (1, 0) for c in cols}
+            for name, path in models.items()}
+    results = {name: {k: r["mean"] for k, r in cells.items()} for name, cells in runs.items()}
     gain = {d: results[f"expert-{d}"][f"{d}__s1"]["pesq"] - results["base"][f"{d}__s1"]["pesq"] for d in domains}
+    # Paired per-file differences: a gain is only worth reporting next to its standard error.
+    paired = {}
+    for d in domains:
+        for steps in (1, 0):
+            b, e = runs["base"][f"{d}__s{steps}"]["files"], runs[f"expert-{d}"][f"{d}__s{steps}"]["files"]
+            diff = np.array([y["pesq"] - x["pesq"] for x, y in zip(b, e)])
+            paired[f"{d}__s{steps}"] = {"mean": float(diff.mean()), "n": len(diff), "wins": int((diff > 0).sum()),
+                                        "se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None}
     report = {"domains": domains, "budgets": budgets, "results": results, "expert_gain_own_domain_pesq_s1": gain,
+              "expert_minus_base_pesq_paired": paired,
               "settings": {k: str(v) for k, v in vars(args).items()}, "wall_s": round(time.time() - t_start)}
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.with_suffix(".json").write_text(json.dumps(report, indent=1))
     md = [f"## Fine-tuning check: base vs experts ({', '.join(domains)})", "",
           f"Experts: {args.ft_steps} steps, lr {args.ft_lr}, EMA {args.ft_ema_decay}, "
-          f"{'continued' if args.ft_init_opt else 'fresh'} AdamW moments; {args.n_test} test mixtures per domain.", ""]
+          f"{'continued' if args.ft_opt == 'continue' else 'fresh'} AdamW moments; {args.n_test} test mixtures per domain.", ""]
     for metric in METRICS:
         md += [f"### {metric} at --steps 1", "", table(results, domains, cols, 1, metric), ""]
-    md += ["Expert minus base on its own domain (PESQ-WB, --steps 1): "
-           + ", ".join(f"{d} {g:+.3f}" for d, g in gain.items()), ""]
+    md += ["Expert minus base on its own domain, PESQ-WB, paired over the test files (± standard error, "
+           "files where the expert wins):", ""]
+    for k, p in paired.items():
+        se = f" ± {p['se']:.3f}" if p["se"] is not None else ""
+        md.append(f"- {k.replace('__s', ' --steps ')}: {p['mean']:+.3f}{se} ({p['wins']}/{p['n']})")
+    md.append("")
     args.report.with_suffix(".md").write_text("\n".join(md))
     log(f"wrote {args.report.with_suffix('.md')}; expert gain on own domain: "
         + ", ".join(f"{d} {g:+.3f}" for d, g in gain.items()))
@@ -305,8 +319,9 @@ def main(argv=None):
                     help="EMA decay while fine-tuning (continued from the base's EMA; 0.995 leaves the base "
                          "0.995^N of the exported weights after N steps, 0.22 at N = 300)")
     ap.add_argument("--ft-stage2-frac", type=float, default=0.3, help="train.py --stage2-frac while fine-tuning")
-    ap.add_argument("--ft-init-opt", action="store_true",
-                    help="fine-tunes continue the base's AdamW moments (train.py --init-opt)")
+    ap.add_argument("--ft-opt", choices=("continue", "fresh"), default="continue",
+                    help="fine-tunes continue the base's AdamW moments (train.py --init-opt; measured better, "
+                         "eval/finetune-ab-2026-11-22-*.md) or start fresh ones (sessions 1-4)")
     ap.add_argument("--ft-val-n", type=int, default=8)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=2.0)
