@@ -199,3 +199,8 @@ def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):
     assert adam_steps(tmp_path / "base") == [2.0]
     with pytest.raises(SystemExit, match="--init-opt"):
         train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--init-opt"])
+    # --eq colours the general mixture only: a domain run or a non-probability is refused, not ignored.
+    with pytest.raises(SystemExit, match="--eq applies to the general mixture only"):
+        train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--eq", "0.5", "--domain", "reverb"])
+    with pytest.raises(SystemExit, match="--eq is a probability"):
+        train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--eq", "1.5"])

@@ -147,7 +147,8 @@ def biquad(kind, f0, gain_db, q):
     else:
         sq = 2 * math.sqrt(a_lin) * alpha
         sign = 1 if kind == "low_shelf" else -1
-        b = [a_lin * ((a_lin + 1) - sign * (a_lin - 1) * cw + sq), sign * 2 * a_lin * ((a_lin - 1) - sign * (a_lin + 1) * cw),
+        b = [a_lin * ((a_lin + 1) - sign * (a_lin - 1) * cw + sq),
+             sign * 2 * a_lin * ((a_lin - 1) - sign * (a_lin + 1) * cw),
              a_lin * ((a_lin + 1) - sign * (a_lin - 1) * cw - sq)]
         a = [(a_lin + 1) + sign * (a_lin - 1) * cw + sq, -sign * 2 * ((a_lin - 1) + sign * (a_lin + 1) * cw),
              (a_lin + 1) + sign * (a_lin - 1) * cw - sq]

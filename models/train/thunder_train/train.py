@@ -198,6 +198,11 @@ def main(argv=None):
     step, best = 0, -1e9
     if args.init_opt and not args.init:
         raise SystemExit("--init-opt continues the optimiser of the --init checkpoint: give --init too")
+    if args.eq and args.domain != "general":
+        raise SystemExit(f"--eq applies to the general mixture only; domain {args.domain!r} has its own recipe "
+                         "(domains.py): drop --eq or train --domain general")
+    if not 0.0 <= args.eq <= 1.0:
+        raise SystemExit(f"--eq is a probability: got {args.eq}, give a value in [0, 1]")
     if args.grow and not ck:
         raise SystemExit(f"--grow adds blocks to a run being resumed, but {last} does not exist")
     grown = NetConfig(**{**ck["net_config"], **json.loads(args.grow)}) if args.grow else cfg
