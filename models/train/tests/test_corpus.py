@@ -152,3 +152,60 @@ def test_statelog_ignores_empty_markers_and_missing_files(tmp_path):
     st2 = C.StateLog(tmp_path, "speech", "espeak")
     assert [r["item"] for r in st2.rows] == ["a"]
     assert st2.done("nothing") and st2.done("a") and not st2.done("gone")
+
+
+def _burst(rng, seconds, sr, amp=0.3):
+    """A speech-like take: 200 ms of silence, a noise burst with a 150 Hz buzz, 200 ms of silence."""
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    body = amp * (0.6 * np.sign(np.sin(2 * np.pi * 150 * t)) * 0.3 + rng.standard_normal(n) * 0.2)
+    body *= np.hanning(n)
+    pad = np.zeros(int(0.2 * sr))
+    return np.concatenate([pad, body, pad]).astype(np.float32)
+
+
+def test_klettres_keeps_clean_takes_and_groups_them(tmp_path):
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    src, sr = tmp_path / "klettres", 44100
+    for voice, n in (("aa", 6), ("bb", 3)):
+        for i in range(n):
+            d = src / voice / ("alpha" if i % 2 else "syllab")
+            d.mkdir(parents=True, exist_ok=True)
+            sf.write(d / f"{i}.ogg", _burst(rng, 0.6, sr), sr, format="OGG", subtype="VORBIS")
+    d = src / "aa" / "alpha"
+    clipped = np.clip(_burst(rng, 0.6, sr, amp=6.0), -1, 1)
+    sf.write(d / "clipped.ogg", clipped, sr, format="OGG", subtype="VORBIS")
+    noisy = _burst(rng, 0.6, sr) + 0.05 * rng.standard_normal(int(1.0 * sr)).astype(np.float32)
+    sf.write(d / "noisy.ogg", noisy, sr, format="OGG", subtype="VORBIS")
+    (src / "empty").mkdir()  # a folder without takes is not a voice
+
+    # The take filter itself, on the decoded files.
+    ok = {f.name: C.klettres_take_ok(*C.load_audio(f)) for f in d.glob("*.ogg")}
+    assert ok["clipped.ogg"] is False and ok["noisy.ogg"] is False
+    assert all(v for k, v in ok.items() if k not in ("clipped.ogg", "noisy.ogg"))
+
+    out = tmp_path / "corpus"
+    C.build_klettres(out, src)
+    rows = C.read_state_rows(out, "speech")
+    assert {r["speaker"] for r in rows} == {"klettres_aa", "klettres_bb"}
+    assert all(r["split"] == "train" and r["source"] == "klettres" for r in rows)
+    for r in rows:
+        x, rsr = C.load_audio(out / r["path"])
+        assert rsr == C.SR and C.MIN_SPEECH_S <= len(x) / rsr <= 5.0
+        assert abs(len(x) / rsr - r["duration_s"]) < 1e-2
+    # 6 takes of ~0.6 s trimmed, joined with 250 ms gaps into >= 2.5 s utterances: two for "aa";
+    # the 3 takes of "bb" make one shorter utterance (still >= 1 s).
+    assert sorted(sum(r["speaker"] == s for r in rows) for s in ("klettres_aa", "klettres_bb")) == [1, 2]
+    # Resuming adds nothing.
+    C.build_klettres(out, src)
+    assert len(C.read_state_rows(out, "speech")) == len(rows)
+
+
+def test_group_clips():
+    a = np.ones(int(0.5 * C.SR), np.float32)
+    groups = C.group_clips([a] * 9)
+    # 4 clips + 3 gaps = 2.75 s >= 2.5 s: two groups of 4; the last lone 0.5 s clip is dropped.
+    assert [len(g) for g in groups] == [int(2.75 * C.SR)] * 2
+    assert C.group_clips([a] * 3, max_n=2)[0].shape[0] == int(1.25 * C.SR)

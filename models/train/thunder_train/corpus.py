@@ -420,6 +420,7 @@ LICENCES = {
     "asterisk_fr": ("CC-BY-SA-3.0", "Debian asterisk-core-sounds-fr-g722; recorded by June Wallack (fr_CA), translation C. Patry, K. Lalletti."),
     "asterisk_it": ("CC-BY-3.0", "Debian asterisk-core-sounds-it-g722; recorded by Carlo Flora (segreterietelefoniche.it)."),
     "asterisk_ru": ("CC-BY-3.0", "Debian asterisk-core-sounds-ru-g722; provided by Maxim Topal (ivrvoice.ru)."),
+    "klettres": ("GPL-2+", "Debian klettres-data (KDE KLettres letter and syllable recordings, one native speaker per language)."),
     "librivox": ("Public domain (LibriVox recording); packaging BSD-2-Clause (CMU)", "Debian pocketsphinx-testdata, LibriVox 'Sense and Sensibility' ch. 1 clips."),
     "espeak": ("GPL-3+ (espeak-ng); synthetic output, text: fortune-mod data (BSD-4-clause-UC/various free)", "espeak-ng formant synthesis, Debian espeak-ng-data."),
     "flite": ("Flite licence (BSD-like, CMU); voices kal16/awb/rms/slt", "Debian flite (CMU Flite)."),
@@ -665,6 +666,78 @@ def build_librivox(root: Path) -> None:
             rows.append(speech_row(root, p, "test", src, speaker, "en", 7300, dur))
         state.add(rows, item)
     log(f"speech/{src}: {len(state.rows)} files (test)")
+
+
+KLETTRES_ROOT = Path("/usr/share/klettres")
+KLETTRES_MAX_NOISE_DB = -30.0  # quietest-10 % frames vs loudest-5 %: above this the take is too noisy
+KLETTRES_CLIP_SAMPLES = 3  # more samples at full scale than this: a clipped take
+
+
+def group_clips(clips: list[np.ndarray], gap_s: float = 0.25, target_s: float = 2.5,
+                max_n: int = 6) -> list[np.ndarray]:
+    """Join short clips (letters, words) into utterances of >= target_s (or max_n clips) with
+    silent gaps; a remainder shorter than MIN_SPEECH_S is dropped."""
+    gap = np.zeros(int(gap_s * SR), np.float32)
+    out, group = [], []
+
+    def flush():
+        if group:
+            x = np.concatenate([p for c in group for p in (c, gap)][:-1])
+            if len(x) >= MIN_SPEECH_S * SR:
+                out.append(x)
+            group.clear()
+
+    for c in clips:
+        group.append(c)
+        if sum(len(a) for a in group) + len(gap) * (len(group) - 1) >= target_s * SR or len(group) >= max_n:
+            flush()
+    flush()
+    return out
+
+
+def klettres_take_ok(x: np.ndarray, sr: int) -> bool:
+    """A clean, unclipped take (checked at the file's own rate, before resampling)."""
+    if int((np.abs(x) >= 0.999).sum()) > KLETTRES_CLIP_SAMPLES:
+        return False
+    db = frame_db(x, max(1, sr // 100))  # 10 ms frames
+    return float(np.percentile(db, 10) - np.percentile(db, 95)) <= KLETTRES_MAX_NOISE_DB
+
+
+def build_klettres(root: Path, src_root: Path = KLETTRES_ROOT) -> None:
+    """Real voices from KDE's KLettres (letters and syllables read by native speakers, one voice
+    per language). Clipped or noisy takes are dropped; the rest are joined into short word lists.
+    Every voice is a training speaker, so the fixed validation and test sets do not change."""
+    src = "klettres"
+    voices = sorted(d for d in Path(src_root).glob("*") if d.is_dir() and any(d.glob("*/*.ogg")))
+    if not voices:
+        log(f"WARNING: {src_root} has no voices; install with: apt-get install klettres-data (skipping)")
+        return
+    state = StateLog(root, "speech", src)
+    kept_total, files_total = 0, 0
+    for v in voices:
+        item = f"voice:{v.name}"
+        if state.done(item):
+            continue
+        files = sorted(v.glob("*/*.ogg"))
+        clips = []
+        for f in files:
+            x, sr = load_audio(f)
+            if len(x) == 0 or not klettres_take_ok(x, sr):
+                continue
+            x = trim_silence(resample(x, sr))
+            if len(x) >= 0.15 * SR:
+                clips.append(x)
+        files_total += len(files)
+        kept_total += len(clips)
+        speaker, rows = f"klettres_{v.name}", []
+        utts = group_clips(clips)
+        bw = measure_bandwidth(np.concatenate(utts)) if utts else SR // 2
+        for j, x in enumerate(utts):
+            p = speech_path(root, "train", src, speaker, f"{v.name}_{j:03d}")
+            rows.append(speech_row(root, p, "train", src, speaker, v.name, bw, write_wav(p, x)))
+        state.add(rows, item)
+        log(f"speech/{src}: {v.name}: {len(clips)}/{len(files)} takes kept -> {len(rows)} utterances, bandwidth {bw} Hz")
+    log(f"speech/{src}: {len(state.rows)} files (train){f'; kept {kept_total}/{files_total} takes' if files_total else ''}")
 
 
 # espeak-ng: speaker = voice variant (timbre); each variant speaks several languages.
@@ -1425,6 +1498,7 @@ def build(out: Path, stages: list[str], kokoro_minutes: float, espeak_per_varian
         if st == "speech":
             build_asterisk(out)
             build_librivox(out)
+            build_klettres(out)
             build_espeak(out, espeak_per_variant, texts)
             build_flite(out, flite_per_voice, texts)
             build_festival(out, festival_per_voice, texts)
