@@ -214,25 +214,42 @@ def val_score(args, work, name, model, sets, domains):
                           for d in domains]))
 
 
+def evaluate_tests(args, work, sets, cols, models, tag=lambda name: name):
+    """Every model through the Rust engine on every test set at --steps 1 and 0:
+    {name: {"<set>__s<steps>": evaluate() result (means and per-file rows)}}."""
+    runs = {}
+    for name, path in models.items():
+        runs[name] = {f"{c}__s{steps}": evaluate(args, work, tag(name), path, sets[(c, "test")], f"{c}-test", steps)
+                      for steps in (1, 0) for c in cols}
+        log(f"eval {name}: " + ", ".join(f"{c} {runs[name][f'{c}__s1']['mean']['pesq']:.3f}" for c in cols))
+    return runs
+
+
+def paired(before, after, key="pesq"):
+    """after - before over the files both scored (a gain is only worth reporting next to its
+    standard error): mean, standard error, files where `after` wins, n."""
+    b = {r["file"]: r[key] for r in before}
+    diff = np.array([r[key] - b[r["file"]] for r in after
+                     if r["file"] in b and np.isfinite(r[key]) and np.isfinite(b[r["file"]])])
+    n = len(diff)
+    return {"mean": float(diff.mean()) if n else float("nan"), "n": n, "wins": int((diff > 0).sum()),
+            "se": float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else None}
+
+
+def paired_line(label, p):
+    se = f" ± {p['se']:.3f}" if p["se"] is not None else ""
+    return f"- {label}: {p['mean']:+.3f}{se} ({p['wins']}/{p['n']})"
+
+
 # ---------------------------------------------------------------- 6. report
 def experts_report(args, work, sets, domains, models, budgets, t_start):
     """Base vs experts on every test set (for comparing fine-tuning settings; no merges, no multi)."""
     cols = domains + (["dev"] if not args.no_dev else [])
-    runs = {name: {f"{c}__s{steps}": evaluate(args, work, name, path, sets[(c, "test")], f"{c}-test", steps)
-                   for steps in (1, 0) for c in cols}
-            for name, path in models.items()}
+    runs = evaluate_tests(args, work, sets, cols, models)
     results = {name: {k: r["mean"] for k, r in cells.items()} for name, cells in runs.items()}
-    gain = {d: results[f"expert-{d}"][f"{d}__s1"]["pesq"] - results["base"][f"{d}__s1"]["pesq"] for d in domains}
-    # Paired per-file differences: a gain is only worth reporting next to its standard error.
-    paired = {}
-    for d in domains:
-        for steps in (1, 0):
-            b, e = runs["base"][f"{d}__s{steps}"]["files"], runs[f"expert-{d}"][f"{d}__s{steps}"]["files"]
-            diff = np.array([y["pesq"] - x["pesq"] for x, y in zip(b, e)])
-            paired[f"{d}__s{steps}"] = {"mean": float(diff.mean()), "n": len(diff), "wins": int((diff > 0).sum()),
-                                        "se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None}
-    report = {"domains": domains, "budgets": budgets, "results": results, "expert_gain_own_domain_pesq_s1": gain,
-              "expert_minus_base_pesq_paired": paired,
+    gain = {f"{d}__s{steps}": paired(runs["base"][f"{d}__s{steps}"]["files"], runs[f"expert-{d}"][f"{d}__s{steps}"]["files"])
+            for d in domains for steps in (1, 0)}
+    report = {"domains": domains, "budgets": budgets, "results": results, "expert_minus_base_pesq_paired": gain,
               "settings": {k: str(v) for k, v in vars(args).items()}, "wall_s": round(time.time() - t_start)}
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.with_suffix(".json").write_text(json.dumps(report, indent=1))
@@ -243,13 +260,10 @@ def experts_report(args, work, sets, domains, models, budgets, t_start):
         md += [f"### {metric} at --steps 1", "", table(results, domains, cols, 1, metric), ""]
     md += ["Expert minus base on its own domain, PESQ-WB, paired over the test files (± standard error, "
            "files where the expert wins):", ""]
-    for k, p in paired.items():
-        se = f" ± {p['se']:.3f}" if p["se"] is not None else ""
-        md.append(f"- {k.replace('__s', ' --steps ')}: {p['mean']:+.3f}{se} ({p['wins']}/{p['n']})")
-    md.append("")
+    md += [paired_line(k.replace("__s", " --steps "), p) for k, p in gain.items()] + [""]
     args.report.with_suffix(".md").write_text("\n".join(md))
     log(f"wrote {args.report.with_suffix('.md')}; expert gain on own domain: "
-        + ", ".join(f"{d} {g:+.3f}" for d, g in gain.items()))
+        + ", ".join(f"{d} {gain[f'{d}__s1']['mean']:+.3f}" for d in domains))
 
 
 def table(results, domains, cols, steps, metric):
@@ -405,15 +419,8 @@ def main(argv=None):
 
     # Test evaluation through the Rust engine.
     cols = domains + (["dev"] if not args.no_dev else [])
-    results = {}
-    for name, path in models.items():
-        res = {}
-        for steps in (1, 0):
-            for c in cols:
-                r = evaluate(args, work, tag(name), path, sets[(c, "test")], f"{c}-test", steps)
-                res[f"{c}__s{steps}"] = r["mean"]
-        results[name] = res
-        log(f"eval {name}: " + ", ".join(f"{c} {res[f'{c}__s1']['pesq']:.3f}" for c in cols))
+    runs = evaluate_tests(args, work, sets, cols, models, tag)
+    results = {name: {k: r["mean"] for k, r in cells.items()} for name, cells in runs.items()}
 
     # Report.
     merges = [n for n in models if n in tuning]
@@ -428,6 +435,13 @@ def main(argv=None):
             {d: results[best_merge][f"{d}__s1"]["pesq"] - own[d] for d in domains} if best_merge else None),
         "merge_minus_multi_avg": (avg[best_merge] - avg["multi"]) if best_merge and "multi" in avg else None,
         "svc_effect_avg": {m: avg[f"{m}+svc"] - avg[m] for m in methods},
+        # Per-file paired differences of the chosen merge (PESQ-WB, --steps 1), with standard errors.
+        "best_merge_minus_base_paired": (
+            {c: paired(runs["base"][f"{c}__s1"]["files"], runs[best_merge][f"{c}__s1"]["files"]) for c in cols}
+            if best_merge else None),
+        "best_merge_minus_own_expert_paired": (
+            {d: paired(runs[f"expert-{d}"][f"{d}__s1"]["files"], runs[best_merge][f"{d}__s1"]["files"]) for d in domains}
+            if best_merge else None),
     }
     report = {"domains": domains, "budgets": budgets, "tuning": tuning, "results": results, "summary": summary,
               "settings": {k: str(v) for k, v in vars(args).items()}, "wall_s": round(time.time() - t_start)}
@@ -447,6 +461,11 @@ def main(argv=None):
            "| merge | knob | grid: val PESQ | chosen |", "|---|---|---|---|"]
     for n, t in tuning.items():
         md.append(f"| {n} | {t['knob']} | " + ", ".join(f"{k}: {v:.3f}" for k, v in t["grid"].items()) + f" | {t['chosen']} |")
+    if best_merge:
+        md += ["", f"### {best_merge} (chosen on validation), paired per test file, PESQ-WB at --steps 1",
+               "", "± standard error (files where the merge wins):", ""]
+        md += [paired_line(f"minus base, {c}", p) for c, p in summary["best_merge_minus_base_paired"].items()]
+        md += [paired_line(f"minus the {d} expert, {d}", p) for d, p in summary["best_merge_minus_own_expert_paired"].items()]
     md += ["", "### Summary", "", "```", json.dumps(summary, indent=1), "```", ""]
     args.report.with_suffix(".md").write_text("\n".join(md))
     plot(results, domains, args.report.with_suffix(".png"))
