@@ -451,6 +451,9 @@ EXCLUDED = [
      "asterisk tt-monkeys/beeps/tones/silence, codec2 speech samples", "speech (or non-speech in a speech set): wrong class for the set."),
     ("flite 'kal' (8 kHz) and festvox *8k voices", "band-limited to 4 kHz; kal16 / kallpc16k cover the same speaker at 16 kHz."),
     ("LibriVox transcripts", "kept out of all TTS text (LibriVox clips are test material)."),
+    ("asterisk-prompt-it-menardi-wav, asterisk-prompt-fr-armelle, asterisk-prompt-es-co",
+     "real voices, but 8 kHz (fr/es also GSM-coded): 4 kHz band only; KLettres adds full-band real voices instead."),
+    ("klettres hu voice and clipped takes (almost all of ml)", "noise floor under 30 dB below the speech, or clipped."),
 ]
 
 
