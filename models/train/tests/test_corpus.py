@@ -204,8 +204,10 @@ def test_klettres_keeps_clean_takes_and_groups_them(tmp_path):
 
 
 def test_group_clips():
-    a = np.ones(int(0.5 * C.SR), np.float32)
-    groups = C.group_clips([a] * 9)
+    n = int(0.5 * C.SR)
     # 4 clips + 3 gaps = 2.75 s >= 2.5 s: two groups of 4; the last lone 0.5 s clip is dropped.
-    assert [len(g) for g in groups] == [int(2.75 * C.SR)] * 2
-    assert C.group_clips([a] * 3, max_n=2)[0].shape[0] == int(1.25 * C.SR)
+    assert C.group_clips([n] * 9) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert C.group_clips([n] * 3, max_n=2) == [[0, 1]]  # the lone third clip is under 1 s
+    assert C.group_clips([2 * n] * 2) == [[0, 1]]  # 2.25 s, the remainder, is long enough
+    x = C.join_clips([np.ones(n, np.float32)] * 4)
+    assert len(x) == int(2.75 * C.SR) and x[n: n + int(C.CLIP_GAP_S * C.SR)].max() == 0

@@ -590,45 +590,17 @@ def build_asterisk(root: Path) -> None:
             continue
         files = asterisk_files(d)
         log(f"speech/{src}: {len(files)} prompts ({split})")
-        short: list[tuple[str, np.ndarray]] = []
+        short: list[tuple[str, np.ndarray]] = []  # prompts under 1 s (digits, letters, words)
         n_new = 0
-
-        def flush_short(group):
-            nonlocal n_new
-            if not group:
-                return
-            ident = "grp_" + group[0][0].replace("/", "_") + f"_{len(group)}"
-            item = f"group:{'+'.join(g[0] for g in group)}"
-            if state.done(item):
-                return
-            gap = np.zeros(int(0.25 * SR), np.float32)
-            parts = []
-            for _, a in group:
-                parts += [a, gap]
-            x = np.concatenate(parts[:-1])
-            if len(x) < MIN_SPEECH_S * SR:  # a lone short prompt left at the end
-                state.add([], item)
-                return
-            p = speech_path(root, split, src, speaker, ident)
-            dur = write_wav(p, x)
-            state.add([speech_row(root, p, split, src, speaker, lang, 7000, dur)], item)
-            n_new += 1
-
-        group: list[tuple[str, np.ndarray]] = []
         for i, f in enumerate(files):
             rel = str(f.relative_to(d).with_suffix(""))
             item = f"file:{rel}"
-            x = None
             if state.done(item):
                 continue
             x = trim_silence(decode_g722(f))
             if len(x) < MIN_SPEECH_S * SR:
-                # short prompts (digits, letters, words) are grouped with 250 ms gaps
                 if len(x) >= 0.15 * SR:
-                    group.append((rel, x))
-                    if sum(len(a) for _, a in group) + 0.25 * SR * (len(group) - 1) >= 2.5 * SR or len(group) >= 6:
-                        flush_short(group)
-                        group = []
+                    short.append((rel, x))
                 continue
             chunks = split_at_pauses(x)
             rows = []
@@ -641,7 +613,15 @@ def build_asterisk(root: Path) -> None:
             n_new += 1
             if (i + 1) % 100 == 0:
                 log(f"speech/{src}: {i + 1}/{len(files)}")
-        flush_short(group)
+        for idx in group_clips([len(x) for _, x in short]):
+            names = [short[k][0] for k in idx]
+            item = f"group:{'+'.join(names)}"
+            if state.done(item):
+                continue
+            p = speech_path(root, split, src, speaker, "grp_" + names[0].replace("/", "_") + f"_{len(idx)}")
+            dur = write_wav(p, join_clips([short[k][1] for k in idx]))
+            state.add([speech_row(root, p, split, src, speaker, lang, 7000, dur)], item)
+            n_new += 1
         state.add([], "complete")  # short prompts are only grouped in a full pass; skip it next time
         log(f"speech/{src}: done ({n_new} new items, {len(state.rows)} files)")
 
@@ -676,26 +656,29 @@ KLETTRES_MAX_NOISE_DB = -30.0  # quietest-10 % frames vs loudest-5 %: above this
 KLETTRES_CLIP_SAMPLES = 3  # more samples at full scale than this: a clipped take
 
 
-def group_clips(clips: list[np.ndarray], gap_s: float = 0.25, target_s: float = 2.5,
-                max_n: int = 6) -> list[np.ndarray]:
-    """Join short clips (letters, words) into utterances of >= target_s (or max_n clips) with
-    silent gaps; a remainder shorter than MIN_SPEECH_S is dropped."""
-    gap = np.zeros(int(gap_s * SR), np.float32)
+CLIP_GAP_S = 0.25
+
+
+def group_clips(lengths: list[int], target_s: float = 2.5, max_n: int = 6) -> list[list[int]]:
+    """Group short clips (letters, words), in order, into utterances of >= target_s or max_n
+    clips, joined by CLIP_GAP_S of silence: the clips' indices per utterance. A last group
+    shorter than MIN_SPEECH_S is dropped."""
+    gap = int(CLIP_GAP_S * SR)
+    span = lambda g: sum(lengths[k] for k in g) + gap * (len(g) - 1)  # noqa: E731
     out, group = [], []
-
-    def flush():
-        if group:
-            x = np.concatenate([p for c in group for p in (c, gap)][:-1])
-            if len(x) >= MIN_SPEECH_S * SR:
-                out.append(x)
-            group.clear()
-
-    for c in clips:
-        group.append(c)
-        if sum(len(a) for a in group) + len(gap) * (len(group) - 1) >= target_s * SR or len(group) >= max_n:
-            flush()
-    flush()
+    for k in range(len(lengths)):
+        group.append(k)
+        if span(group) >= target_s * SR or len(group) >= max_n:
+            out.append(group)
+            group = []
+    if group and span(group) >= MIN_SPEECH_S * SR:
+        out.append(group)
     return out
+
+
+def join_clips(clips: list[np.ndarray]) -> np.ndarray:
+    gap = np.zeros(int(CLIP_GAP_S * SR), np.float32)
+    return np.concatenate([p for c in clips for p in (c, gap)][:-1])
 
 
 def klettres_take_ok(x: np.ndarray, sr: int) -> bool:
@@ -733,7 +716,7 @@ def build_klettres(root: Path, src_root: Path = KLETTRES_ROOT) -> None:
         files_total += len(files)
         kept_total += len(clips)
         speaker, rows = f"klettres_{v.name}", []
-        utts = group_clips(clips)
+        utts = [join_clips([clips[k] for k in g]) for g in group_clips([len(c) for c in clips])]
         bw = measure_bandwidth(np.concatenate(utts)) if utts else SR // 2
         for j, x in enumerate(utts):
             p = speech_path(root, "train", src, speaker, f"{v.name}_{j:03d}")
