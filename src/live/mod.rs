@@ -209,6 +209,12 @@ pub struct LiveReport {
     pub hops_at_level: Vec<u64>,
     /// Output queue target (frames of the output device) and its duration.
     pub queue_target: Duration,
+    /// Mean fill of the output queue, measured after each processed batch. Above the target
+    /// when the playback side stalled (e.g. an audio server's unreported underrun inserted
+    /// silence) until the drift correction takes the excess out.
+    pub queue_mean: Duration,
+    /// Largest measured fill of the output queue.
+    pub queue_max: Duration,
     /// Mean capture delay the driver reported.
     pub input_device_delay: Duration,
     /// Mean playback delay the driver reported.
@@ -250,6 +256,8 @@ impl LiveReport {
         m.insert("resampling_delay_ms".into(), serde_json::json!(ms(st.resampling)));
         m.insert("pipeline_delay_ms".into(), serde_json::json!(ms(st.pipeline_delay)));
         m.insert("queue_target_ms".into(), serde_json::json!(ms(self.queue_target)));
+        m.insert("queue_mean_ms".into(), serde_json::json!(ms(self.queue_mean)));
+        m.insert("queue_max_ms".into(), serde_json::json!(ms(self.queue_max)));
         m.insert(
             "input_device_delay_ms".into(),
             serde_json::json!(ms(self.input_device_delay)),
@@ -312,9 +320,9 @@ impl LiveReport {
         serde_json::Value::Object(m)
     }
 
-    /// Estimated end-to-end latency: pipeline delay + output queue + device delays.
+    /// Estimated end-to-end latency: pipeline delay + measured mean output queue + device delays.
     pub fn total_latency(&self) -> Duration {
-        self.start.pipeline_delay + self.queue_target + self.input_device_delay + self.output_device_delay
+        self.start.pipeline_delay + self.queue_mean + self.input_device_delay + self.output_device_delay
     }
 }
 
@@ -355,12 +363,14 @@ impl std::fmt::Display for LiveReport {
         )?;
         writeln!(
             f,
-            "live: latency: algorithmic {:.1} ms | pipeline delay {:.1} ms | buffering: output queue {:.1} ms, \
-             device input {:.1} ms, output {:.1} ms (driver-reported means; periods in {:.1} ms, out {:.1} ms) | \
+            "live: latency: algorithmic {:.1} ms | pipeline delay {:.1} ms | buffering: output queue {:.1} ms \
+             (target {:.1}, max {:.1}), device input {:.1} ms, output {:.1} ms (driver-reported means; periods in {:.1} ms, out {:.1} ms) | \
              total ≈ {:.1} ms",
             ms(self.start.algorithmic),
             ms(self.start.pipeline_delay),
+            ms(self.queue_mean),
             ms(self.queue_target),
+            ms(self.queue_max),
             ms(self.input_device_delay),
             ms(self.output_device_delay),
             ms(self.input_period),
@@ -688,6 +698,7 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
     let mut restarts = 0u32;
     let mut stream_errors = 0u64;
     let (mut in_delay_sum, mut out_delay_sum, mut delay_n) = (0u128, 0u128, 0u64);
+    let (mut queue_sum, mut queue_n, mut queue_max) = (0u128, 0u64, 0u64);
     let mut failure: Option<Error> = None;
     let ended: String;
 
@@ -884,6 +895,12 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
             }
         }
         if got {
+            if target.is_some() {
+                let level = counters.out_queued.load(Relaxed).max(0) as u64;
+                queue_sum += level as u128;
+                queue_n += 1;
+                queue_max = queue_max.max(level);
+            }
             in_delay_sum += c_in_delay(&counters) as u128;
             out_delay_sum += counters.out_delay_ns.load(Relaxed) as u128;
             delay_n += 1;
@@ -935,6 +952,8 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
         switches: enh.switches().to_vec(),
         hops_at_level: enh.hops_at_level().to_vec(),
         queue_target: dur(target.unwrap_or(0), out_rate),
+        queue_mean: dur((queue_sum / queue_n.max(1) as u128) as u64, out_rate),
+        queue_max: dur(queue_max, out_rate),
         input_device_delay: Duration::from_nanos((in_delay_sum / delay_n.max(1) as u128) as u64),
         output_device_delay: Duration::from_nanos((out_delay_sum / delay_n.max(1) as u128) as u64),
         stream_errors,

@@ -12,7 +12,8 @@
 #
 # Usage: run_pulse.sh --enhance BIN --model MODEL --noisy WAV --out DIR [--duration S]
 #                     [--kill-server-after S | --interrupt-after S] [-- extra enhance options]
-# Writes DIR/{record-in.wav,record-out.wav,monitor.wav,enhance.log,report.json,exit_code,pulse.log}.
+# Writes DIR/{record-in.wav,record-out.wav,monitor.wav,enhance.log,report.json,exit_code,pulse.log,
+# pactl.txt (the server's streams and their latencies, 4 s into the run)}.
 # Exit status: 0 when the run happened (whatever enhance's exit code, see DIR/exit_code);
 # non-zero when the audio server could not be set up. Every process it starts is stopped on exit.
 set -euo pipefail
@@ -99,6 +100,10 @@ PIDS+=("$ENH")
 # Feed the noisy file once the streams are open.
 for _ in $(seq 100); do grep -q "^live: latency" "$OUT/enhance.log" 2>/dev/null && break; sleep 0.1; done
 paplay -d feed "$NOISY" &
+PIDS+=($!)
+# The server's own view of its buffering, mid-run (for diagnosing latency differences).
+( sleep 4; { pactl list sink-inputs; pactl list source-outputs; pactl list sinks; pactl list sources; } \
+    >"$OUT/pactl.txt" 2>&1 || true ) &
 PIDS+=($!)
 if [ -n "$KILL_AFTER" ]; then
   sleep "$KILL_AFTER"
