@@ -46,6 +46,7 @@ SR = 16000
 SEED = 20261122
 SPLITS = ("train", "val", "test")
 MIN_SPEECH_S = 1.0
+MIN_CLIP_S = 0.15  # shortest prompt/take worth joining into an utterance (group_clips)
 MAX_SPEECH_S = 15.0
 MIN_NOISE_S = 1.0
 MAX_NOISE_PIECE_S = 30.0
@@ -599,7 +600,7 @@ def build_asterisk(root: Path) -> None:
                 continue
             x = trim_silence(decode_g722(f))
             if len(x) < MIN_SPEECH_S * SR:
-                if len(x) >= 0.15 * SR:
+                if len(x) >= MIN_CLIP_S * SR:
                     short.append((rel, x))
                 continue
             chunks = split_at_pauses(x)
@@ -711,7 +712,7 @@ def build_klettres(root: Path, src_root: Path = KLETTRES_ROOT) -> None:
             if len(x) == 0 or not klettres_take_ok(x, sr):
                 continue
             x = trim_silence(resample(x, sr))
-            if len(x) >= 0.15 * SR:
+            if len(x) >= MIN_CLIP_S * SR:
                 clips.append(x)
         files_total += len(files)
         kept_total += len(clips)
