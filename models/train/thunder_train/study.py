@@ -214,13 +214,13 @@ def val_score(args, work, name, model, sets, domains):
                           for d in domains]))
 
 
-def evaluate_tests(args, work, sets, cols, models, tag=lambda name: name):
-    """Every model through the Rust engine on every test set at --steps 1 and 0:
-    {name: {"<set>__s<steps>": evaluate() result (means and per-file rows)}}."""
+def evaluate_tests(args, work, sets, cols, models, tag=lambda name: name, steps_of=lambda name: (1, 0)):
+    """Every model through the Rust engine on every test set at its steps (--steps 1 and 0 unless
+    `steps_of` says otherwise): {name: {"<set>__s<steps>": evaluate() result (means, per-file rows)}}."""
     runs = {}
     for name, path in models.items():
         runs[name] = {f"{c}__s{steps}": evaluate(args, work, tag(name), path, sets[(c, "test")], f"{c}-test", steps)
-                      for steps in (1, 0) for c in cols}
+                      for steps in steps_of(name) for c in cols}
         log(f"eval {name}: " + ", ".join(f"{c} {runs[name][f'{c}__s1']['mean']['pesq']:.3f}" for c in cols))
     return runs
 
@@ -270,6 +270,8 @@ def table(results, domains, cols, steps, metric):
     head = "| model | " + " | ".join(cols) + " | avg (domains) |"
     lines = [head, "|---" * (len(cols) + 2) + "|"]
     for name, res in results.items():
+        if f"{domains[0]}__s{steps}" not in res:
+            continue  # not evaluated at these steps (--merge-test-steps)
         vals = [res.get(f"{c}__s{steps}", {}).get(metric, float("nan")) for c in cols]
         avg = float(np.mean([res[f"{d}__s{steps}"][metric] for d in domains]))
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | **{avg:.3f}** |")
@@ -346,6 +348,9 @@ def main(argv=None):
     ap.add_argument("--n-test", type=int, default=16, help="test mixtures per domain")
     ap.add_argument("--grid", help="override every method's coefficient grid (comma list)")
     ap.add_argument("--no-dev", action="store_true", help="skip the real dev recordings")
+    ap.add_argument("--merge-test-steps", type=lambda v: tuple(int(x) for x in v.split(",")), default=(1, 0),
+                    help="--steps values the merges are tested at (base, experts and multi: 1,0); "
+                         "'1' halves the test evaluation of the 16 merge variants")
     ap.add_argument("--jobs", type=int, default=2, help="enhance --jobs")
     ap.add_argument("--bin-dir", type=Path, default=ROOT / "target" / "release")
     ap.add_argument("--seed", type=int, default=0)
@@ -419,7 +424,8 @@ def main(argv=None):
 
     # Test evaluation through the Rust engine.
     cols = domains + (["dev"] if not args.no_dev else [])
-    runs = evaluate_tests(args, work, sets, cols, models, tag)
+    runs = evaluate_tests(args, work, sets, cols, models, tag,
+                          steps_of=lambda n: args.merge_test_steps if n in tuning else (1, 0))
     results = {name: {k: r["mean"] for k, r in cells.items()} for name, cells in runs.items()}
 
     # Report.
@@ -455,8 +461,9 @@ def main(argv=None):
           "Budgets (steps, wall seconds): " + ", ".join(f"{k} {v['steps']} / {v['wall_s']:.0f}" for k, v in budgets.items()),
           ""]
     for steps in (1, 0):
+        note = "" if steps in args.merge_test_steps else " (merges not tested at this setting: --merge-test-steps)"
         for metric in METRICS:
-            md += [f"### {metric} at --steps {steps}", "", table(results, domains, cols, steps, metric), ""]
+            md += [f"### {metric} at --steps {steps}{note}", "", table(results, domains, cols, steps, metric), ""]
     md += ["### Coefficients tuned on validation (mean PESQ-WB at --steps 1)", "",
            "| merge | knob | grid: val PESQ | chosen |", "|---|---|---|---|"]
     for n, t in tuning.items():
