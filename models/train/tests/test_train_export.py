@@ -7,7 +7,7 @@ import torch
 
 from thunder_train import contract as C
 from thunder_train import train
-from thunder_train.data import MixConfig, Mixer, biquad, collate, random_eq
+from thunder_train.data import MixConfig, Mixer, biquad, collate, random_eq, tonal_noise
 from thunder_train.export import export_onnx, export_safetensors, weights_for_merge
 from thunder_train.net import NetConfig, ThunderNet
 
@@ -33,6 +33,20 @@ def test_eq_filters_have_the_cookbook_responses():
     assert abs(gain_db(b, a, 20.0)) < 0.05 and abs(gain_db(b, a, 7990.0) + 6.0) < 0.1
     b, a = biquad("peak", 1000.0, 8.0, 1.0)
     assert abs(gain_db(b, a, 1000.0) - 8.0) < 1e-6 and abs(gain_db(b, a, 50.0)) < 0.2
+
+
+def test_tonal_noise_is_narrowband_and_only_on_when_asked(tiny_corpus):
+    for seed in range(8):
+        x = tonal_noise(32000, np.random.default_rng(seed))
+        assert x.shape == (32000,) and x.dtype == np.float32 and np.isfinite(x).all()
+        # Lines, not a broadband spectrum: the strongest 2 % of the bins hold most of the power.
+        p = np.sort(np.abs(np.fft.rfft(x[:16384].astype(np.float64) * np.hanning(16384))) ** 2)[::-1]
+        assert p[: len(p) // 50].sum() > 0.5 * p.sum(), f"seed {seed}: not tonal"
+    base = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0), seed=7).example()
+    again = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0, p_tonal=0.0), seed=7).example()
+    np.testing.assert_array_equal(base[0], again[0])
+    tonal = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0, p_tonal=1.0, p_clean=0.0), seed=7).example()
+    assert not np.array_equal(base[0], tonal[0])
 
 
 def test_random_eq_is_bounded_and_only_on_when_asked(tiny_corpus):

@@ -78,6 +78,9 @@ class MixConfig:
     # validation/test sets, so those stay identical across sessions; train.py --eq turns it on.
     p_eq_speech: float = 0.0
     p_eq_noise: float = 0.0
+    # Share of noise segments that are tonal (tonal_noise: whines, beeps, alarms, motor lines).
+    # Off for the fixed validation/test sets like the EQ; train.py --tonal turns it on.
+    p_tonal: float = 0.0
     eq_gain_db: float = 8.0  # each filter's gain is U(-g, g)
 
 
@@ -133,6 +136,32 @@ def procedural_noise(n, rng, kinds=None):
     mod = 1.0 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.2, 3.0) * t)
     tone = 0.3 * np.sin(2 * np.pi * rng.uniform(80, 400) * t)
     return (lo * mod + tone * rms(lo)).astype(np.float32)
+
+
+def tonal_noise(n, rng):
+    """Stationary or gated tones at arbitrary pitch: 1-3 harmonic series (80 Hz-4 kHz fundamental,
+    1-6 partials), slow vibrato and tremolo, half the time switched on and off like a beep or an
+    alarm, over a faint hiss. The real recordings showed narrow lines (277 Hz, 935 Hz) that the
+    model left in place: mains hum and the fan's single line were the only tones it had seen."""
+    t = np.arange(n) / SR
+    out = np.zeros(n)
+    for _ in range(rng.integers(1, 4)):
+        f0 = math.exp(rng.uniform(math.log(80.0), math.log(4000.0)))
+        vib = 1.0 + rng.uniform(0.0, 0.02) * np.sin(2 * np.pi * rng.uniform(0.1, 6.0) * t + rng.uniform(0, 6.3))
+        phase = 2 * np.pi * np.cumsum(f0 * vib) / SR
+        tone = np.zeros(n)
+        for k in range(1, rng.integers(1, 7) + 1):
+            if f0 * k < SR / 2 - 200:
+                tone += k ** -rng.uniform(0.5, 2.0) * np.sin(k * phase + rng.uniform(0, 6.3))
+        tone *= 1.0 + rng.uniform(0.0, 0.5) * np.sin(2 * np.pi * rng.uniform(0.1, 8.0) * t)
+        if rng.random() < 0.5:  # on/off pattern with 5 ms ramps
+            on, off = rng.uniform(0.05, 1.0), rng.uniform(0.05, 1.5)
+            gate = ((t + rng.uniform(0, on + off)) % (on + off)) < on
+            ramp = max(1, int(0.005 * SR))
+            tone *= np.convolve(gate.astype(float), np.ones(ramp) / ramp, mode="same")
+        out += rng.uniform(0.3, 1.0) * tone / (rms(tone) + 1e-9)
+    hiss = rng.standard_normal(n) * rng.uniform(0.003, 0.05)
+    return (out + hiss).astype(np.float32)
 
 
 def biquad(kind, f0, gain_db, q):
@@ -239,6 +268,8 @@ class Mixer:
         u = rng.random()
         cats = [c for c, rows in self.noise_by_cat.items() if rows]
         kinds = self.cfg.procedural_kinds
+        if self.cfg.p_tonal > 0 and rng.random() < self.cfg.p_tonal:
+            return tonal_noise(n, rng)
         if u < self.cfg.p_procedural:
             return procedural_noise(n, rng, kinds)
         if u < self.cfg.p_procedural + self.cfg.p_babble:

@@ -171,6 +171,9 @@ def main(argv=None):
     ap.add_argument("--eq", type=float, default=0.0,
                     help="probability of a random EQ on the speech and, independently, on the noise of a "
                          "general-domain example (microphone/room colouration; data.random_eq)")
+    ap.add_argument("--tonal", type=float, default=0.0,
+                    help="probability that a noise segment is tonal (whines, beeps, alarms; data.tonal_noise), "
+                         "general domain only")
     ap.add_argument("--val-domain", help="validation mixture (default: --domain)")
     ap.add_argument("--ema-decay", type=float, default=0.999)
     ap.add_argument("--seed", type=int, default=0)
@@ -203,6 +206,11 @@ def main(argv=None):
                          "(domains.py): drop --eq or train --domain general")
     if not 0.0 <= args.eq <= 1.0:
         raise SystemExit(f"--eq is a probability: got {args.eq}, give a value in [0, 1]")
+    if args.tonal and args.domain != "general":
+        raise SystemExit(f"--tonal applies to the general mixture only; domain {args.domain!r} has its own recipe "
+                         "(domains.py): drop --tonal or train --domain general")
+    if not 0.0 <= args.tonal <= 1.0:
+        raise SystemExit(f"--tonal is a probability: got {args.tonal}, give a value in [0, 1]")
     if args.grow and not ck:
         raise SystemExit(f"--grow adds blocks to a run being resumed, but {last} does not exist")
     grown = NetConfig(**{**ck["net_config"], **json.loads(args.grow)}) if args.grow else cfg
@@ -243,7 +251,7 @@ def main(argv=None):
         val = domain_set(args.corpus, "val", args.val_domain or args.domain, args.val_n)  # "general" = fixed_set
         np.savez(val_path, noisy=np.stack([a for a, _, _ in val]), clean=np.stack([b for _, b, _ in val]))
 
-    mix = MixConfig(seconds=args.seconds, p_eq_speech=args.eq, p_eq_noise=args.eq)
+    mix = MixConfig(seconds=args.seconds, p_eq_speech=args.eq, p_eq_noise=args.eq, p_tonal=args.tonal)
     ds = MixDataset(args.corpus, "train", mix, seed=args.seed + step,
                     domain=None if args.domain == "general" else args.domain)
     dl = torch.utils.data.DataLoader(ds, batch_size=args.batch, collate_fn=collate, num_workers=args.workers,
