@@ -1,4 +1,6 @@
 import json
+import os
+import signal
 
 import numpy as np
 import onnxruntime as ort
@@ -218,3 +220,22 @@ def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):
         train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--eq", "0.5", "--domain", "reverb"])
     with pytest.raises(SystemExit, match="--eq is a probability"):
         train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--eq", "1.5"])
+
+
+def test_sigterm_stops_after_the_step_and_saves(tiny_corpus, tmp_path, monkeypatch):
+    net = json.dumps({"enc_channels": [8, 8, 12, 16], "time_hidden": 16, "dp_blocks": 1})
+    real_step, calls = train.training_step, []
+
+    def step_then_terminate(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:  # a `kill` arriving in the middle of the second step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(*a, **k)
+
+    monkeypatch.setattr(train, "training_step", step_then_terminate)
+    before = signal.getsignal(signal.SIGTERM)
+    train.main(["--corpus", str(tiny_corpus), "--batch", "2", "--seconds", "0.5", "--workers", "0", "--threads", "1",
+                "--val-every", "1000", "--no-bf16", "--run", str(tmp_path / "run"), "--steps", "100", "--net", net])
+    assert len(calls) == 2  # the second step finished, no third began
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back

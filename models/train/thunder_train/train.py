@@ -4,6 +4,7 @@
 
 Re-running the same command resumes from <run>/last.pt. <run>/best.pt is the EMA checkpoint with
 the best validation score (mean PESQ-WB over --steps 0 and 1); <run>/log.csv has the history.
+SIGTERM or Ctrl-C stops after the current step and saves <run>/last.pt, so a stop loses nothing.
 """
 
 import argparse
@@ -11,6 +12,7 @@ import csv
 import json
 import math
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -282,6 +284,14 @@ def main(argv=None):
         budget["wall_s"] = round(budget_wall + time.time() - t0, 1)
         budget_path.write_text(json.dumps(budget, indent=1))
 
+    stop = []  # set by SIGTERM/SIGINT: finish the step, save last.pt, exit
+
+    def request_stop(signum, _frame):
+        if not stop:
+            print(f"signal {signum}: stopping after this step (saving {last})", flush=True)
+        stop.append(signum)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     net.train()
     t0, losses, started = time.time(), [], step
     t_print = t0
@@ -318,13 +328,17 @@ def main(argv=None):
             save_budget()
             net.train()
             t_print = time.time()
-        if args.stop_after and step - started >= args.stop_after:
+        if stop or (args.stop_after and step - started >= args.stop_after):
             break
         if step >= args.steps:
             break
     save(last)
     save_budget()
     logf.close()
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    if stop:
+        print(f"stopped at step {step}; re-run the same command to resume", flush=True)
 
 
 if __name__ == "__main__":
