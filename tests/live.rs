@@ -567,12 +567,16 @@ fn live_through_pulseaudio() {
          fails rather than skips on purpose.",
         model.display()
     );
+    // A 60 ms margin: this run must be free of xruns, and on a shared 2-core VM the whole
+    // machine stalls now and then for up to ~50 ms (hop maxima of 42–55 ms, in either priority
+    // class), which a 20 ms margin cannot absorb (2 underruns in one run); the tiny run above
+    // keeps 20 ms for the latency bookkeeping.
     let run = run_pulse(
         &model,
         &noisy_path,
         &tmp.path().join("real"),
         dur,
-        &["--period-ms", "20", "--margin-ms", "20"],
+        &["--period-ms", "20", "--margin-ms", "60"],
     );
     assert_eq!(run.exit_code, 0, "enhance --live failed");
     let r = &run.report;
