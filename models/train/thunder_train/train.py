@@ -4,7 +4,8 @@
 
 Re-running the same command resumes from <run>/last.pt. <run>/best.pt is the EMA checkpoint with
 the best validation score (mean PESQ-WB over --steps 0 and 1); <run>/log.csv has the history.
-SIGTERM or Ctrl-C stops after the current step and saves <run>/last.pt, so a stop loses nothing.
+SIGTERM to the main process (`kill PID`, not `pkill -f`, which also hits the DataLoader workers) or
+Ctrl-C with --workers 0 stops after the current step and saves <run>/last.pt.
 """
 
 import argparse
