@@ -13,8 +13,10 @@
 //!   causal model), i.e. [`AdaptiveEnhancer::latency_samples`];
 //! * **pipeline delay**: algorithmic + the fixed alignment that absorbs resampler and hop bursts;
 //!   exactly the lag between `--record-input` and `--record-output`;
-//! * **buffering**: the output queue's target fill (device periods + safety margin) and the
-//!   device buffers as the driver reports them; end-to-end ≈ pipeline delay + buffering.
+//! * **buffering**: the output queue's measured mean fill (its target is device periods + safety
+//!   margin; it runs above that after a playback stall the server did not report, until the drift
+//!   correction trims it) and the device buffers as the driver reports them; end-to-end ≈
+//!   pipeline delay + buffering.
 
 pub mod adaptive;
 mod device;
