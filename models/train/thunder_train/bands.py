@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import stft
 
-from .evaluate import load_dev
+from .evaluate import load_dev, peer_systems
 from .onnx_runner import OnnxThunder
 
 EDGES_HZ = (0, 250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000)
@@ -48,12 +48,7 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, required=True, help="report path without suffix (.md)")
     args = ap.parse_args(argv)
 
-    systems = {"noisy": lambda x: x}
-    for p in filter(lambda p: p and p != "none", args.peers.split(",")):
-        from . import peers
-
-        systems[{"dfn3": "DeepFilterNet3", "nnnoiseless": "nnnoiseless"}[p]] = (
-            peers.DeepFilterNet3() if p == "dfn3" else peers.NnNoiseless()).enhance
+    systems = {"noisy": lambda x: x, **peer_systems(args.peers)}
     for m in args.model:
         runner = OnnxThunder(m)
         systems[f"{Path(m).stem} steps={args.steps}"] = (lambda r: lambda x: r.enhance(x, args.steps, args.seed))(runner)

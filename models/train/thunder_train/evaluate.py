@@ -25,6 +25,21 @@ ROOT = Path(__file__).resolve().parents[3]
 SHARED = ROOT.parent / "shared" / "data"
 
 
+def peer_systems(names: str) -> dict:
+    """{display name: enhance function} for a --peers comma list (dfn3, nnnoiseless; none/empty: none)."""
+    systems = {}
+    for p in filter(lambda p: p and p != "none", names.split(",")):
+        if p == "dfn3":
+            from .peers import DeepFilterNet3
+
+            systems["DeepFilterNet3"] = DeepFilterNet3().enhance
+        elif p == "nnnoiseless":
+            from .peers import NnNoiseless
+
+            systems["nnnoiseless"] = NnNoiseless().enhance
+    return systems
+
+
 def load_dev(shared=SHARED):
     d = Path(shared) / "dev" / "dns2020"
     items = []
@@ -74,16 +89,7 @@ def main(argv=None):
             sets["dev"] = load_dev()
         elif s == "test":
             sets["test"] = load_test(args.corpus, args.test_n, ROOT / "models" / ".cache" / "eval" / "test.npz")
-    systems = {"noisy": lambda x: x}
-    for p in filter(None, args.peers.split(",")):
-        if p == "dfn3":
-            from .peers import DeepFilterNet3
-
-            systems["DeepFilterNet3"] = DeepFilterNet3().enhance
-        elif p == "nnnoiseless":
-            from .peers import NnNoiseless
-
-            systems["nnnoiseless"] = NnNoiseless().enhance
+    systems = {"noisy": lambda x: x, **peer_systems(args.peers)}
     for mpath in args.model:
         m = OnnxThunder(mpath)
         name = Path(mpath).stem
