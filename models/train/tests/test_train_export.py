@@ -90,7 +90,7 @@ def _session(path):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("cfg", [NetConfig(), NetConfig(frame_hidden=32)], ids=["default", "frame-gru"])
+@pytest.mark.parametrize("cfg", [NetConfig(), NetConfig(frame_hidden=32, bin_hidden=8)], ids=["default", "frame-bin-gru"])
 def test_export_matches_pytorch_and_streams(tmp_path, cfg):
     torch.manual_seed(0)
     net = ThunderNet(cfg).eval()
@@ -126,11 +126,12 @@ def test_export_matches_pytorch_and_streams(tmp_path, cfg):
     assert np.abs(np.concatenate(outs, axis=3) - off).max() <= 1e-4
 
 
-def test_safetensors_names_are_onnx_initializers(tmp_path):
+@pytest.mark.parametrize("cfg", [NetConfig(), NetConfig(frame_hidden=16, bin_hidden=8)], ids=["default", "frame-bin-gru"])
+def test_safetensors_names_are_onnx_initializers(tmp_path, cfg):
     import onnx
     from safetensors.numpy import load_file
 
-    net = ThunderNet(NetConfig()).eval()  # fresh init: many identical tensors (would be de-duplicated)
+    net = ThunderNet(cfg).eval()  # fresh init: many identical tensors (would be de-duplicated)
     export_onnx(net, tmp_path / "m.onnx")
     export_safetensors(net, tmp_path / "m.safetensors")
     inits = {i.name: i for i in onnx.load(str(tmp_path / "m.onnx")).graph.initializer}
@@ -174,7 +175,8 @@ def test_second_stage_conditioning_mixes_the_regression_output():
     assert torch.equal(train.second_stage_condition(net, y, 0.0, gen, autocast=False), y)
 
 
-def test_grow_keeps_the_function_and_the_optimiser_state():
+@pytest.mark.parametrize("block", ["frame_hidden", "bin_hidden"])
+def test_grow_keeps_the_function_and_the_optimiser_state(block):
     torch.manual_seed(0)
     cfg = NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1)
     net = ThunderNet(cfg)
@@ -185,18 +187,38 @@ def test_grow_keeps_the_function_and_the_optimiser_state():
         net.offline(x, y, torch.tensor([0.5, 1.0])).pow(2).mean().backward()
         opt.step()
     ck = {"model": net.state_dict(), "opt": opt.state_dict(), "net_config": cfg.to_dict()}
-    grown, gopt = train.grow(ck, NetConfig(**{**cfg.to_dict(), "frame_hidden": 24}), 1e-3)
+    grown, gopt, lr_mult = train.grow(ck, NetConfig(**{**cfg.to_dict(), block: 24}), 1e-3, new_lr_mult=4.0)
+    prefix = {"frame_hidden": "frame.", "bin_hidden": "bin."}[block]
+    assert lr_mult == {prefix: 4.0}
     assert sum(p.numel() for p in grown.parameters()) > sum(p.numel() for p in net.parameters())
     net.eval(), grown.eval()
     with torch.no_grad():
         t = torch.tensor([0.3, 1.0])
         assert torch.equal(grown.offline(x, y, t), net.offline(x, y, t))
     old = dict(net.named_parameters())
-    for p, (name, _) in zip(gopt.param_groups[0]["params"], grown.named_parameters()):
-        if name in old:
-            assert torch.equal(gopt.state[p]["exp_avg_sq"], opt.state[old[name]]["exp_avg_sq"])
-        else:
-            assert p not in gopt.state
+    by_param = {p: name for name, p in grown.named_parameters()}
+    for g in gopt.param_groups:
+        for p in g["params"]:
+            name = by_param[p]
+            # the new block is its own group with the multiplier; the rest keep theirs and their moments
+            assert g["lr_mult"] == (4.0 if name.startswith(prefix) else 1.0)
+            if name in old:
+                assert torch.equal(gopt.state[p]["exp_avg_sq"], opt.state[old[name]]["exp_avg_sq"])
+            else:
+                assert p not in gopt.state
+    # growing a grown network again keeps both groups' moments in the right places
+    gopt.zero_grad()
+    grown.train()
+    grown.offline(x, y, torch.tensor([0.5, 1.0])).pow(2).mean().backward()
+    gopt.step()
+    ck2 = {"model": grown.state_dict(), "opt": gopt.state_dict(), "net_config": grown.cfg.to_dict(), "lr_mult": lr_mult}
+    other = "bin_hidden" if block == "frame_hidden" else "frame_hidden"
+    again, aopt, mult2 = train.grow(ck2, NetConfig(**{**grown.cfg.to_dict(), other: 8}), 1e-3)
+    assert mult2 == lr_mult
+    prev = dict(grown.named_parameters())
+    for name, p in again.named_parameters():
+        if name in prev:
+            assert torch.equal(aopt.state[p]["exp_avg"], gopt.state[prev[name]]["exp_avg"])
 
 
 def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):
@@ -239,3 +261,30 @@ def test_sigterm_stops_after_the_step_and_saves(tiny_corpus, tmp_path, monkeypat
     assert len(calls) == 2  # the second step finished, no third began
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["step"] == 2
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+def test_grow_on_the_command_line_keeps_its_lr_multiplier_and_exports_ema_or_raw(tiny_corpus, tmp_path):
+    from safetensors.numpy import load_file
+
+    from thunder_train import export
+
+    net = json.dumps({"enc_channels": [8, 8, 12, 16], "time_hidden": 16, "dp_blocks": 1})
+    run = tmp_path / "run"
+    common = ["--corpus", str(tiny_corpus), "--batch", "2", "--seconds", "0.5", "--workers", "0", "--threads", "1",
+              "--val-every", "1000", "--no-bf16", "--run", str(run), "--steps", "10"]
+    train.main([*common, "--stop-after", "2", "--net", net])
+    train.main([*common, "--stop-after", "2", "--grow", '{"bin_hidden": 4}', "--grow-lr-mult", "3"])
+    train.main([*common, "--stop-after", "1"])  # a plain resume keeps the groups and their multipliers
+    ck = torch.load(run / "last.pt", weights_only=False)
+    assert ck["step"] == 5 and ck["lr_mult"] == {"bin.": 3.0}
+    groups = ck["opt"]["param_groups"]
+    assert [g["lr_mult"] for g in groups] == [1.0, 3.0]
+    assert groups[1]["lr"] == pytest.approx(3 * groups[0]["lr"])
+    assert ck["model"]["bin.proj_out.weight"].abs().max() > 0  # the grown block trains...
+    assert torch.count_nonzero(ck["model"]["bin.gru.weight_hh_l0"]) == 0  # ...its recurrent weights stay zero
+    assert not torch.equal(ck["ema"]["bin.proj_out.weight"], ck["model"]["bin.proj_out.weight"])
+    for flag, key in (([], "ema"), (["--raw"], "model")):
+        out = tmp_path / f"m{len(flag)}.onnx"
+        export.main(["--ckpt", str(run / "last.pt"), "--out", str(out), *flag])
+        st = load_file(str(out.with_suffix(".safetensors")))
+        assert np.array_equal(st["bin.proj_out.weight"], ck[key]["bin.proj_out.weight"].numpy()), flag

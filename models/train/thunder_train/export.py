@@ -119,6 +119,9 @@ def main(argv=None):
     ap.add_argument("--name", default="thunder-16k")
     ap.add_argument("--version", default="0.1.0")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--raw", action="store_true",
+                    help="export the raw training weights instead of the EMA (diagnostics: a block grown a few "
+                         "hundred steps ago is still mostly its zero start in the EMA)")
     args = ap.parse_args(argv)
     if args.random:
         torch.manual_seed(args.seed)
@@ -126,8 +129,8 @@ def main(argv=None):
         data = "untrained (random init, seed %d)" % args.seed
     else:
         ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
-        net = load_checkpoint(args.ckpt)
-        data = ck.get("training_data", "")
+        net = load_checkpoint(args.ckpt, use_ema=not args.raw)
+        data = ck.get("training_data", "") + (" (raw weights, not EMA)" if args.raw else "")
     out = Path(args.out)
     export_onnx(net, out, args.name, args.version, data)
     export_safetensors(net, out.with_suffix(".safetensors"), {"thunder.net_config": json.dumps(net.cfg.to_dict())})

@@ -123,25 +123,48 @@ def lr_at(step, base, warmup, total):
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def make_optimizer(net, lr):
-    return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+GROWABLE = ("frame.", "bin.")  # blocks whose output starts at zero (net.FrameGru, net.BinGru)
 
 
-def grow(ck, cfg, lr):
+def param_groups(net, lr_mult=None):
+    """Parameter names per optimiser group: everything else first, then one group per prefix in
+    `lr_mult` ({prefix: LR multiplier}, e.g. a block just grown that should learn faster)."""
+    lr_mult = lr_mult or {}
+    groups = {"": []} | {p: [] for p in lr_mult}
+    for name, _ in net.named_parameters():
+        groups[next((p for p in lr_mult if name.startswith(p)), "")].append(name)
+    return groups
+
+
+def make_optimizer(net, lr, lr_mult=None):
+    params = dict(net.named_parameters())
+    groups = [{"params": [params[n] for n in names], "lr_mult": (lr_mult or {}).get(p, 1.0)}
+              for p, names in param_groups(net, lr_mult).items()]
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
+
+
+def grow(ck, cfg, lr, new_lr_mult=1.0):
     """A larger network that computes exactly what the checkpoint's did (new blocks start at zero
-    output), with the optimiser state of every carried-over parameter kept."""
+    output), with the optimiser state of every carried-over parameter kept. Returns
+    (net, optimiser, lr_mult); the new blocks learn at `new_lr_mult` times the schedule's LR."""
+    old_mult = ck.get("lr_mult") or {}
     old = ThunderNet(NetConfig(**ck["net_config"]))
     net = ThunderNet(cfg)
     missing, unexpected = net.load_state_dict(ck["model"], strict=False)
-    if unexpected or any(not k.startswith("frame.") for k in missing):
+    if unexpected or any(not k.startswith(GROWABLE) for k in missing):
         raise SystemExit(f"--grow can only add blocks: missing {missing}, unexpected {unexpected}")
-    opt = make_optimizer(net, lr)
-    old_index = {name: i for i, (name, _) in enumerate(old.named_parameters())}
+    lr_mult = dict(old_mult)
+    if new_lr_mult != 1.0:
+        lr_mult |= {p: new_lr_mult for p in GROWABLE if any(k.startswith(p) for k in missing)}
+    opt = make_optimizer(net, lr, lr_mult)
+    old_order = [n for names in param_groups(old, old_mult).values() for n in names]
+    new_order = [n for names in param_groups(net, lr_mult).values() for n in names]
+    old_index = {name: i for i, name in enumerate(old_order)}
     sd = opt.state_dict()
-    sd["state"] = {j: ck["opt"]["state"][old_index[name]] for j, (name, _) in enumerate(net.named_parameters())
+    sd["state"] = {j: ck["opt"]["state"][old_index[name]] for j, name in enumerate(new_order)
                    if name in old_index and old_index[name] in ck["opt"]["state"]}
     opt.load_state_dict(sd)
-    return net, opt
+    return net, opt, lr_mult
 
 
 def main(argv=None):
@@ -165,6 +188,9 @@ def main(argv=None):
     ap.add_argument("--net", default="{}", help="NetConfig overrides as JSON")
     ap.add_argument("--grow", help="on resume: NetConfig changes that add zero-initialised blocks "
                     "(e.g. '{\"frame_hidden\": 256}'); the trained weights and optimiser state carry over")
+    ap.add_argument("--grow-lr-mult", type=float, default=1.0,
+                    help="with --grow: the new blocks learn at this multiple of the LR schedule, for the rest of "
+                         "the run (a block grown late in a cosine schedule otherwise starts at a small LR)")
     ap.add_argument("--init", help="initialise weights from this checkpoint (fine-tuning)")
     ap.add_argument("--init-opt", action="store_true",
                     help="with --init: continue the checkpoint's AdamW moments instead of fresh ones "
@@ -199,7 +225,9 @@ def main(argv=None):
         ck = None
         cfg = NetConfig(**json.loads(args.net))
     net = ThunderNet(cfg)
-    opt = make_optimizer(net, args.lr)
+    source = ck or (init if args.init else None)  # checkpoints before "lr_mult" existed have one group
+    lr_mult = (source.get("lr_mult") if source else None) or {}
+    opt = make_optimizer(net, args.lr, lr_mult)
     ema = Ema(net, args.ema_decay)
     step, best = 0, -1e9
     if args.init_opt and not args.init:
@@ -219,13 +247,13 @@ def main(argv=None):
     grown = NetConfig(**{**ck["net_config"], **json.loads(args.grow)}) if args.grow else cfg
     if grown != cfg:  # a no-op --grow (already applied) just resumes
         cfg = grown
-        net, opt = grow(ck, cfg, args.lr)
+        net, opt, lr_mult = grow(ck, cfg, args.lr, args.grow_lr_mult)
         ema = Ema(net, args.ema_decay)
         ema.shadow.update(ck["ema"])
         ema.n = ck["ema_n"]
         step, best = ck["step"], ck["best"]
         gen.set_state(ck["gen"])
-        print(f"grew {last} at step {step}: {args.grow}")
+        print(f"grew {last} at step {step}: {args.grow} (LR multipliers {lr_mult})")
     elif ck:
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
@@ -269,7 +297,7 @@ def main(argv=None):
     def save(path, extra=None):
         tmp = path.with_suffix(".tmp")
         torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "ema_n": ema.n,
-                    "step": step, "best": best, "gen": gen.get_state(), "net_config": cfg.to_dict(),
+                    "step": step, "best": best, "gen": gen.get_state(), "net_config": cfg.to_dict(), "lr_mult": lr_mult,
                     "training_data": f"Thunder corpus ({args.corpus}), {step} steps x batch {args.batch} x {args.seconds}s",
                     **(extra or {})}, tmp)
         tmp.replace(path)
@@ -300,7 +328,7 @@ def main(argv=None):
     for noisy, clean, band in dl:
         lr = lr_at(step, args.lr, args.warmup, args.steps)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_mult", 1.0)
         loss = training_step(net, noisy, clean, band, args.reg_frac, gen, not args.no_bf16, args.stage2_frac)
         opt.zero_grad(set_to_none=True)
         loss.backward()
