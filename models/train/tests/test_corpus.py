@@ -203,6 +203,44 @@ def test_klettres_keeps_clean_takes_and_groups_them(tmp_path):
     assert len(C.read_state_rows(out, "speech")) == len(rows)
 
 
+def test_fillets_splits_speakers_by_language_and_character(tmp_path):
+    import soundfile as sf
+
+    rng = np.random.default_rng(1)
+    src, sr = tmp_path / "sound", 22050
+    lines = {("city", "cs"): ["city-m-a", "city-m-b", "city-v-a", "city-v-b", "city-v-c"],
+             ("bank", "cs"): ["bank-m-x", "bank-pap-x"],
+             ("bank", "nl"): ["bank-m-x", "bank-m-y", "menu"]}
+    for (level, lang), names in lines.items():
+        d = src / level / lang
+        d.mkdir(parents=True)
+        for n in names:
+            sf.write(d / f"{n}.ogg", _burst(rng, 1.2, sr), sr, format="OGG", subtype="VORBIS")
+    hissy = _burst(rng, 1.2, sr) + 0.05 * rng.standard_normal(int(1.6 * sr)).astype(np.float32)
+    sf.write(src / "city" / "cs" / "city-v-hiss.ogg", hissy, sr, format="OGG", subtype="VORBIS")
+    (src / "music").mkdir()  # a folder without a language level is not dialogue
+
+    assert C.fillets_speaker(Path("city-pap-hello.ogg")) == "pap" and C.fillets_speaker(Path("menu.ogg")) == "misc"
+    out = tmp_path / "corpus"
+    C.build_fillets(out, src)
+    rows = C.read_state_rows(out, "speech")
+    assert {r["source"] for r in rows} == {"fillets_cs", "fillets_nl"}
+    assert {r["speaker"] for r in rows} == {"fillets_cs_m", "fillets_cs_v", "fillets_cs_pap", "fillets_nl_m",
+                                            "fillets_nl_misc"}
+    assert all(r["split"] == "train" and r["language"] == r["source"][-2:] for r in rows)
+    # the hissy line is dropped: the three clean "v" lines (~1.2 s each) make two utterances
+    # (two joined to >= 2.5 s, then the third alone)
+    v = [r for r in rows if r["speaker"] == "fillets_cs_v"]
+    assert len(v) == 2 and 3.0 < sum(r["duration_s"] for r in v) < 4.2
+    for r in rows:
+        x, rsr = C.load_audio(out / r["path"])
+        assert rsr == C.SR and abs(len(x) / rsr - r["duration_s"]) < 1e-2
+    C.build_fillets(out, src)  # resuming adds nothing
+    assert len(C.read_state_rows(out, "speech")) == len(rows)
+    C.build_fillets(tmp_path / "other", tmp_path / "missing")  # not installed: a warning, no rows
+    assert C.read_state_rows(tmp_path / "other", "speech") == []
+
+
 def test_group_clips():
     n = int(0.5 * C.SR)
     # 4 clips + 3 gaps = 2.75 s >= 2.5 s: two groups of 4; the last lone 0.5 s clip is dropped.

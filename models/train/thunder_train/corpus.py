@@ -421,6 +421,9 @@ LICENCES = {
     "asterisk_fr": ("CC-BY-SA-3.0", "Debian asterisk-core-sounds-fr-g722; recorded by June Wallack (fr_CA), translation C. Patry, K. Lalletti."),
     "asterisk_it": ("CC-BY-3.0", "Debian asterisk-core-sounds-it-g722; recorded by Carlo Flora (segreterietelefoniche.it)."),
     "asterisk_ru": ("CC-BY-3.0", "Debian asterisk-core-sounds-ru-g722; provided by Maxim Topal (ivrvoice.ru)."),
+    "fillets_cs": ("GPL-2", "Debian fillets-ng-data-cs (Fish Fillets NG Czech voice-acted dialogue, ALTAR interactive)."),
+    "fillets_nl": ("GPL-2", "Debian fillets-ng-data-nl (Fish Fillets NG Dutch voice-acted dialogue)."),
+    "fillets_en": ("GPL-2", "Debian fillets-ng-data (Fish Fillets NG English dialogue lines)."),
     "klettres": ("GPL-2+", "Debian klettres-data (KDE KLettres letter and syllable recordings, one native speaker per language)."),
     "librivox": ("Public domain (LibriVox recording); packaging BSD-2-Clause (CMU)", "Debian pocketsphinx-testdata, LibriVox 'Sense and Sensibility' ch. 1 clips."),
     "espeak": ("GPL-3+ (espeak-ng); synthetic output, text: fortune-mod data (BSD-4-clause-UC/various free)", "espeak-ng formant synthesis, Debian espeak-ng-data."),
@@ -725,6 +728,56 @@ def build_klettres(root: Path, src_root: Path = KLETTRES_ROOT) -> None:
         state.add(rows, item)
         log(f"speech/{src}: {v.name}: {len(clips)}/{len(files)} takes kept -> {len(rows)} utterances, bandwidth {bw} Hz")
     log(f"speech/{src}: {len(state.rows)} files (train){f'; kept {kept_total}/{files_total} takes' if files_total else ''}")
+
+
+FILLETS_ROOT = Path("/usr/share/games/fillets-ng/sound")
+
+
+def fillets_speaker(path: Path) -> str:
+    """Character code of a Fish Fillets dialogue line, `<level>-<character>-<line>.ogg` (m = small
+    fish, v = big fish, ...); files without one (menu lines) are "misc"."""
+    parts = path.stem.split("-")
+    return parts[1] if len(parts) >= 3 and parts[1] else "misc"
+
+
+def build_fillets(root: Path, src_root: Path = FILLETS_ROOT) -> None:
+    """Real voices from Fish Fillets NG (GPL-2): the game's voice-acted dialogue, studio recordings
+    at 22.05 kHz, in Czech (fillets-ng-data-cs), Dutch (-nl) and English (a few lines, fillets-ng-data).
+    Two main actors per language (the two fish) and many small parts. Speaker = language + character;
+    clipped or noisy lines are dropped (the KLettres test); short lines are joined per speaker.
+    Every voice is a training speaker, so the fixed validation and test sets do not change."""
+    src_root = Path(src_root)
+    langs = sorted({d.name for d in src_root.glob("*/*") if d.is_dir() and any(d.glob("*.ogg"))}) if src_root.is_dir() else []
+    if not langs:
+        log(f"WARNING: {src_root} has no dialogue; install with: apt-get install fillets-ng-data-cs fillets-ng-data-nl "
+            "(skipping)")
+        return
+    for lang in langs:
+        src = f"fillets_{lang}"
+        state = StateLog(root, "speech", src)
+        item = f"lang:{lang}"
+        if state.done(item):
+            continue
+        by_speaker: dict[str, list[np.ndarray]] = {}
+        files = sorted(src_root.glob(f"*/{lang}/*.ogg"))
+        for f in files:
+            x, sr = load_audio(f)
+            if len(x) == 0 or not klettres_take_ok(x, sr):
+                continue
+            x = trim_silence(resample(x, sr))
+            if len(x) >= MIN_CLIP_S * SR:
+                by_speaker.setdefault(fillets_speaker(f), []).append(x)
+        rows = []
+        for code, clips in sorted(by_speaker.items()):
+            speaker = f"fillets_{lang}_{code}"
+            utts = [join_clips([clips[k] for k in g]) for g in group_clips([len(c) for c in clips])]
+            bw = measure_bandwidth(np.concatenate(utts)) if utts else SR // 2
+            for j, x in enumerate(utts):
+                p = speech_path(root, "train", src, speaker, f"{code}_{j:04d}")
+                rows.append(speech_row(root, p, "train", src, speaker, lang, bw, write_wav(p, x)))
+        state.add(rows, item)
+        kept = sum(len(c) for c in by_speaker.values())
+        log(f"speech/{src}: {kept}/{len(files)} lines kept -> {len(rows)} utterances, {len(by_speaker)} speakers (train)")
 
 
 # espeak-ng: speaker = voice variant (timbre); each variant speaks several languages.
@@ -1486,6 +1539,7 @@ def build(out: Path, stages: list[str], kokoro_minutes: float, espeak_per_varian
             build_asterisk(out)
             build_librivox(out)
             build_klettres(out)
+            build_fillets(out)
             build_espeak(out, espeak_per_variant, texts)
             build_flite(out, flite_per_voice, texts)
             build_festival(out, festival_per_voice, texts)
