@@ -693,6 +693,16 @@ def klettres_take_ok(x: np.ndarray, sr: int) -> bool:
     return float(np.percentile(db, 10) - np.percentile(db, 95)) <= KLETTRES_MAX_NOISE_DB
 
 
+def clean_take(path: Path) -> np.ndarray | None:
+    """A recorded take at 16 kHz, silence trimmed; None when it is empty, clipped, noisy
+    (klettres_take_ok) or shorter than MIN_CLIP_S after trimming."""
+    x, sr = load_audio(path)
+    if len(x) == 0 or not klettres_take_ok(x, sr):
+        return None
+    x = trim_silence(resample(x, sr))
+    return x if len(x) >= MIN_CLIP_S * SR else None
+
+
 def build_klettres(root: Path, src_root: Path = KLETTRES_ROOT) -> None:
     """Real voices from KDE's KLettres (letters and syllables read by native speakers, one voice
     per language). Clipped or noisy takes are dropped; the rest are joined into short word lists.
@@ -709,14 +719,7 @@ def build_klettres(root: Path, src_root: Path = KLETTRES_ROOT) -> None:
         if state.done(item):
             continue
         files = sorted(v.glob("*/*.ogg"))
-        clips = []
-        for f in files:
-            x, sr = load_audio(f)
-            if len(x) == 0 or not klettres_take_ok(x, sr):
-                continue
-            x = trim_silence(resample(x, sr))
-            if len(x) >= MIN_CLIP_S * SR:
-                clips.append(x)
+        clips = [x for x in map(clean_take, files) if x is not None]
         files_total += len(files)
         kept_total += len(clips)
         speaker, rows = f"klettres_{v.name}", []
@@ -761,11 +764,8 @@ def build_fillets(root: Path, src_root: Path = FILLETS_ROOT) -> None:
         by_speaker: dict[str, list[np.ndarray]] = {}
         files = sorted(src_root.glob(f"*/{lang}/*.ogg"))
         for f in files:
-            x, sr = load_audio(f)
-            if len(x) == 0 or not klettres_take_ok(x, sr):
-                continue
-            x = trim_silence(resample(x, sr))
-            if len(x) >= MIN_CLIP_S * SR:
+            x = clean_take(f)
+            if x is not None:
                 by_speaker.setdefault(fillets_speaker(f), []).append(x)
         rows = []
         for code, clips in sorted(by_speaker.items()):
