@@ -703,6 +703,19 @@ def clean_take(path: Path) -> np.ndarray | None:
     return x if len(x) >= MIN_CLIP_S * SR else None
 
 
+def train_utterances(root: Path, src: str, speaker: str, language: str, clips: list[np.ndarray],
+                     ident: str) -> list[dict]:
+    """Join one speaker's clips into utterances (group_clips), write them as training files named
+    `ident.format(j)`, and return their manifest rows (bandwidth measured over the speaker)."""
+    utts = [join_clips([clips[k] for k in g]) for g in group_clips([len(c) for c in clips])]
+    bw = measure_bandwidth(np.concatenate(utts)) if utts else SR // 2
+    rows = []
+    for j, x in enumerate(utts):
+        p = speech_path(root, "train", src, speaker, ident.format(j))
+        rows.append(speech_row(root, p, "train", src, speaker, language, bw, write_wav(p, x)))
+    return rows
+
+
 def build_klettres(root: Path, src_root: Path = KLETTRES_ROOT) -> None:
     """Real voices from KDE's KLettres (letters and syllables read by native speakers, one voice
     per language). Clipped or noisy takes are dropped; the rest are joined into short word lists.
@@ -722,13 +735,9 @@ def build_klettres(root: Path, src_root: Path = KLETTRES_ROOT) -> None:
         clips = [x for x in map(clean_take, files) if x is not None]
         files_total += len(files)
         kept_total += len(clips)
-        speaker, rows = f"klettres_{v.name}", []
-        utts = [join_clips([clips[k] for k in g]) for g in group_clips([len(c) for c in clips])]
-        bw = measure_bandwidth(np.concatenate(utts)) if utts else SR // 2
-        for j, x in enumerate(utts):
-            p = speech_path(root, "train", src, speaker, f"{v.name}_{j:03d}")
-            rows.append(speech_row(root, p, "train", src, speaker, v.name, bw, write_wav(p, x)))
+        rows = train_utterances(root, src, f"klettres_{v.name}", v.name, clips, f"{v.name}_{{:03d}}")
         state.add(rows, item)
+        bw = rows[0]["bandwidth_hz"] if rows else SR // 2
         log(f"speech/{src}: {v.name}: {len(clips)}/{len(files)} takes kept -> {len(rows)} utterances, bandwidth {bw} Hz")
     log(f"speech/{src}: {len(state.rows)} files (train){f'; kept {kept_total}/{files_total} takes' if files_total else ''}")
 
@@ -767,14 +776,8 @@ def build_fillets(root: Path, src_root: Path = FILLETS_ROOT) -> None:
             x = clean_take(f)
             if x is not None:
                 by_speaker.setdefault(fillets_speaker(f), []).append(x)
-        rows = []
-        for code, clips in sorted(by_speaker.items()):
-            speaker = f"fillets_{lang}_{code}"
-            utts = [join_clips([clips[k] for k in g]) for g in group_clips([len(c) for c in clips])]
-            bw = measure_bandwidth(np.concatenate(utts)) if utts else SR // 2
-            for j, x in enumerate(utts):
-                p = speech_path(root, "train", src, speaker, f"{code}_{j:04d}")
-                rows.append(speech_row(root, p, "train", src, speaker, lang, bw, write_wav(p, x)))
+        rows = [r for code, clips in sorted(by_speaker.items())
+                for r in train_utterances(root, src, f"fillets_{lang}_{code}", lang, clips, f"{code}_{{:04d}}")]
         state.add(rows, item)
         kept = sum(len(c) for c in by_speaker.values())
         log(f"speech/{src}: {kept}/{len(files)} lines kept -> {len(rows)} utterances, {len(by_speaker)} speakers (train)")
