@@ -338,6 +338,22 @@ impl AdaptiveEnhancer {
         let history_len = (delay + 16 * HOP).div_ceil(HOP) * HOP;
         let passes = levels.iter().map(|l| l.enh.network_passes()).collect();
         let n = levels.len();
+        // Run every level once at both call sizes (a switch's warm-up batch and the per-hop
+        // call) before any audio flows: ONNX Runtime plans and allocates for a new input shape
+        // on its first run, which took up to ~0.7 s on a busy machine when it happened at the
+        // first switch, i.e. exactly when the machine was already overloaded.
+        let zeros = vec![0.0f32; history_len];
+        let mut tmp = Vec::new();
+        for level in &mut levels {
+            level.enh.set_frames_per_call(64);
+            let r = level.enh.process(&zeros, &mut tmp);
+            level.enh.set_frames_per_call(1);
+            r?;
+            tmp.clear();
+            level.enh.process(&zeros[..4 * HOP], &mut tmp)?;
+            tmp.clear();
+            level.enh.reset();
+        }
         Ok(Self {
             levels,
             active: 0,

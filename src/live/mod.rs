@@ -217,6 +217,14 @@ pub struct LiveReport {
     pub queue_mean: Duration,
     /// Largest measured fill of the output queue.
     pub queue_max: Duration,
+    /// The output queue's mean fill (output frames) per stretch of captured audio: how the
+    /// buffering part of the latency moved during the run (e.g. up after a stall, back down when
+    /// the drift correction trimmed it).
+    pub queue_timeline: stats::Timeline,
+    /// Capture rate (frames per second), the time base of [`LiveReport::queue_timeline`].
+    pub input_rate: u32,
+    /// Playback rate, the unit of the timeline's values.
+    pub output_rate: u32,
     /// Mean capture delay the driver reported.
     pub input_device_delay: Duration,
     /// Mean playback delay the driver reported.
@@ -260,6 +268,19 @@ impl LiveReport {
         m.insert("queue_target_ms".into(), serde_json::json!(ms(self.queue_target)));
         m.insert("queue_mean_ms".into(), serde_json::json!(ms(self.queue_mean)));
         m.insert("queue_max_ms".into(), serde_json::json!(ms(self.queue_max)));
+        let out_ms = 1000.0 / self.output_rate.max(1) as f64;
+        m.insert(
+            "queue_timeline".into(),
+            serde_json::json!({
+                "step_s": self.queue_timeline.bucket_frames() as f64 / self.input_rate.max(1) as f64,
+                "mean_ms": self
+                    .queue_timeline
+                    .means()
+                    .iter()
+                    .map(|v| v.map(|f| f * out_ms))
+                    .collect::<Vec<_>>(),
+            }),
+        );
         m.insert(
             "input_device_delay_ms".into(),
             serde_json::json!(ms(self.input_device_delay)),
@@ -701,6 +722,7 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
     let mut stream_errors = 0u64;
     let (mut in_delay_sum, mut out_delay_sum, mut delay_n) = (0u128, 0u128, 0u64);
     let (mut queue_sum, mut queue_n, mut queue_max) = (0u128, 0u64, 0u64);
+    let mut queue_timeline = stats::Timeline::new(in_rate as u64 / 2);
     let mut failure: Option<Error> = None;
     let ended: String;
 
@@ -873,19 +895,21 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
                     send(None, (t - level) as usize, &mut dropped_out);
                 }
             }
-            // Clock drift: over 2 s windows, the least-filled moment should be near the target.
+            // Excess buffering (clock drift, or a playback stall the server did not report):
+            // over 1 s windows, the least-filled moment should be near the target.
             let level = counters.out_queued.load(Relaxed);
             window_min = window_min.min(level);
-            if window_start.elapsed() >= Duration::from_secs(2) {
-                // Only a persistent excess (three windows in a row, beyond one output period +
-                // 20 ms) is drift; transient excess after an underrun's re-prime is not.
+            if window_start.elapsed() >= Duration::from_secs(1) {
+                // Only an excess that persists for two whole windows, beyond one output period +
+                // 20 ms, is taken out (transient excess after an underrun's re-prime is not):
+                // latency comes back within 2-3 s of a stall, at the cost of one skip.
                 let slack = counters.out_period.load(Relaxed) as i64 + (out_rate / 50) as i64;
                 if window_min != i64::MAX && window_min > t as i64 + slack {
                     high_windows += 1;
                 } else {
                     high_windows = 0;
                 }
-                if high_windows >= 3 {
+                if high_windows >= 2 {
                     // Output is slower than input: skip the excess in what we send next.
                     let excess = (window_min - t as i64) as u64;
                     drift += excess;
@@ -902,6 +926,7 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
                 queue_sum += level as u128;
                 queue_n += 1;
                 queue_max = queue_max.max(level);
+                queue_timeline.record(pipe.frames_in(), level as f64);
             }
             in_delay_sum += c_in_delay(&counters) as u128;
             out_delay_sum += counters.out_delay_ns.load(Relaxed) as u128;
@@ -956,6 +981,9 @@ pub fn run(opts: &LiveOptions, stop: &AtomicBool, log: &mut dyn FnMut(&str)) -> 
         queue_target: dur(target.unwrap_or(0), out_rate),
         queue_mean: dur((queue_sum / queue_n.max(1) as u128) as u64, out_rate),
         queue_max: dur(queue_max, out_rate),
+        queue_timeline,
+        input_rate: in_rate,
+        output_rate: out_rate,
         input_device_delay: Duration::from_nanos((in_delay_sum / delay_n.max(1) as u128) as u64),
         output_device_delay: Duration::from_nanos((out_delay_sum / delay_n.max(1) as u128) as u64),
         stream_errors,

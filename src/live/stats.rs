@@ -98,6 +98,59 @@ impl Histogram {
     }
 }
 
+/// Means of a quantity over consecutive stretches of captured audio (e.g. the output queue's fill
+/// per half second of input), so a report can show how latency moved during a run. Memory is
+/// bounded: all storage is allocated up front, and when [`Timeline::MAX_BUCKETS`] are full,
+/// neighbouring buckets merge and the bucket length doubles.
+#[derive(Clone, Debug)]
+pub struct Timeline {
+    bucket_frames: u64,
+    sums: Vec<(f64, u64)>,
+}
+
+impl Timeline {
+    /// Most buckets kept (at 0.5 s each: 34 minutes before the first merge).
+    pub const MAX_BUCKETS: usize = 4096;
+
+    /// An empty timeline with buckets of `bucket_frames` input frames (at least 1).
+    pub fn new(bucket_frames: u64) -> Self {
+        Self {
+            bucket_frames: bucket_frames.max(1),
+            sums: Vec::with_capacity(Self::MAX_BUCKETS),
+        }
+    }
+
+    /// Add `value` observed when `at_frame` input frames had been captured.
+    pub fn record(&mut self, at_frame: u64, value: f64) {
+        while at_frame / self.bucket_frames >= Self::MAX_BUCKETS as u64 {
+            // In place: no allocation on the processing thread.
+            let half = self.sums.len().div_ceil(2);
+            for i in 0..half {
+                let (a, b) = (self.sums[2 * i], self.sums.get(2 * i + 1).copied().unwrap_or((0.0, 0)));
+                self.sums[i] = (a.0 + b.0, a.1 + b.1);
+            }
+            self.sums.truncate(half);
+            self.bucket_frames *= 2;
+        }
+        let i = (at_frame / self.bucket_frames) as usize;
+        if self.sums.len() <= i {
+            self.sums.resize(i + 1, (0.0, 0));
+        }
+        self.sums[i].0 += value;
+        self.sums[i].1 += 1;
+    }
+
+    /// Input frames per bucket.
+    pub fn bucket_frames(&self) -> u64 {
+        self.bucket_frames
+    }
+
+    /// Mean per bucket, from the first frame on (`None` where nothing was observed).
+    pub fn means(&self) -> Vec<Option<f64>> {
+        self.sums.iter().map(|&(s, n)| (n > 0).then(|| s / n as f64)).collect()
+    }
+}
+
 /// Milliseconds of a duration, for reports.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -106,6 +159,23 @@ pub fn ms(d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeline_means_per_bucket_and_merges_when_full() {
+        let mut t = Timeline::new(10);
+        t.record(0, 1.0);
+        t.record(9, 3.0);
+        t.record(25, 5.0);
+        assert_eq!(t.means(), vec![Some(2.0), None, Some(5.0)]);
+        // Past the last bucket: pairs merge, the bucket doubles, storage stays bounded.
+        t.record(10 * Timeline::MAX_BUCKETS as u64, 7.0);
+        assert_eq!(t.bucket_frames(), 20);
+        let m = t.means();
+        assert_eq!(m.len(), Timeline::MAX_BUCKETS / 2 + 1);
+        assert_eq!(&m[..2], &[Some(2.0), Some(5.0)]);
+        assert_eq!(m[Timeline::MAX_BUCKETS / 2], Some(7.0));
+        assert!(t.sums.capacity() <= Timeline::MAX_BUCKETS);
+    }
 
     #[test]
     fn quantiles() {
