@@ -237,7 +237,7 @@ class ThunderNet(nn.Module):
             [DualPath(cb, bins, cfg.time_hidden, cfg.t_embed, cfg.band_mixer) for _ in range(cfg.dp_blocks)]
         )
         self.frame = FrameGru(cb, bins, cfg.frame_hidden, cfg.t_embed) if cfg.frame_hidden > 0 else None
-        ch0, bins0 = cfg.enc_channels[0], C.N_BINS // 2
+        ch0, bins0 = cfg.enc_channels[0], self.enc_bins[0] // 2  # the first encoder layer's output (skips[0])
         self.bin = BinGru(ch0, bins0, cfg.bin_hidden, cfg.t_embed) if cfg.bin_hidden > 0 else None
         self.dec = nn.ModuleList()
         self.dec_norm = nn.ModuleList()
