@@ -76,6 +76,19 @@ def test_study_pipeline_end_to_end(tiny_corpus, tmp_path, binaries):
         want = rep["results"][rep["summary"]["best_merge_by_val"]][f"{c}__s1"]["pesq"] - rep["results"]["base"][f"{c}__s1"]["pesq"]
         assert p["n"] >= 2 and abs(p["mean"] - want) < 1e-9, c
     assert "minus the babble expert, babble" in md
+    # The default is chosen on validation at --steps 1 and 0 (the base run's checkpoint rule):
+    # the mean of the cached per-domain validation scores at both settings, best among the merges.
+    assert rep["summary"]["val_steps"] == [1, 0]
+    merges = ("ta", "ta+svc", "ties", "ties+svc")
+
+    def val(n):
+        tag = f"{n}@{rep['tuning'][n]['chosen']}"
+        return np.mean([json.loads((work / "scores" / f"{tag}__{d}-val__s{s}_quick.json").read_text())["mean"]["pesq"]
+                        for d in ("babble", "machines") for s in (1, 0)])
+
+    for n in merges:
+        assert abs(rep["summary"]["val_pesq"][n] - val(n)) < 1e-9, n
+    assert rep["summary"]["best_merge_by_val"] == max(merges, key=val)
 
     # The merge really is task arithmetic of the exported experts: base + lambda * sum(tau).
     mdir = work / "models"

@@ -10,7 +10,8 @@ Stages (each skips what is already on disk, so the command resumes):
   3. finetune one expert per domain (--ft-steps each) and one multi-domain model on the union
               (--ft-steps x number of domains: the same total budget); budgets recorded
   4. merge    every method of thunder-merge, without and with SVC; each method's main coefficient
-              tuned on the validation sets only (mean PESQ-WB at --steps 1 over the domains)
+              tuned on the validation sets only (mean PESQ-WB over the domains and --val-steps,
+              by default --steps 1 and 0, the base run's checkpoint rule)
   5. eval     every model through `enhance --steps 1` and `--steps 0` on every domain's test
               set and on the dev recordings: PESQ-WB, ESTOI, SI-SDR, DNSMOS
   6. report   <report>.md / .json (rows = models, columns = domains + average) and <report>.png
@@ -210,8 +211,9 @@ def evaluate(args, work, name, model, set_root, set_name, steps, full=True):
 
 
 def val_score(args, work, name, model, sets, domains):
-    return float(np.mean([evaluate(args, work, name, model, sets[(d, "val")], f"{d}-val", 1, full=False)["mean"]["pesq"]
-                          for d in domains]))
+    """Mean validation PESQ-WB over the domains and `--val-steps` (what chooses coefficients and the default)."""
+    return float(np.mean([evaluate(args, work, name, model, sets[(d, "val")], f"{d}-val", steps, full=False)["mean"]["pesq"]
+                          for d in domains for steps in args.val_steps]))
 
 
 def evaluate_tests(args, work, sets, cols, models, tag=lambda name: name, steps_of=lambda name: (1, 0)):
@@ -346,6 +348,9 @@ def main(argv=None):
     ap.add_argument("--no-bf16", action="store_true")
     ap.add_argument("--n-val", type=int, default=8, help="validation mixtures per domain (coefficient tuning)")
     ap.add_argument("--n-test", type=int, default=16, help="test mixtures per domain")
+    ap.add_argument("--val-steps", type=lambda v: tuple(int(x) for x in v.split(",")), default=(1, 0),
+                    help="reverse steps whose mean validation PESQ tunes the coefficients and picks the default "
+                         "(1,0: the base run's checkpoint rule; the default also runs at 0 when live mode is overloaded)")
     ap.add_argument("--grid", help="override every method's coefficient grid (comma list)")
     ap.add_argument("--no-dev", action="store_true", help="skip the real dev recordings")
     ap.add_argument("--merge-test-steps", type=lambda v: tuple(int(x) for x in v.split(",")), default=(1, 0),
@@ -402,7 +407,7 @@ def main(argv=None):
                                  f"{base_version}+ft{args.ft_steps * len(domains)}")
     experts = [models[f"expert-{d}"] for d in domains]
 
-    # Merges: tune the coefficient on validation (mean PESQ at --steps 1 over the domains).
+    # Merges: tune the coefficient on validation (mean PESQ over the domains and --val-steps).
     tuning, recipes = {}, {}
     for m in methods:
         grid = tuple(float(v) for v in args.grid.split(",")) if args.grid else METHODS[m][3]
@@ -435,7 +440,8 @@ def main(argv=None):
     own = {d: results[f"expert-{d}"][f"{d}__s1"]["pesq"] for d in domains}
     summary = {
         "best_merge_by_val": best_merge,
-        "val_pesq_s1": val_of,
+        "val_steps": list(args.val_steps),
+        "val_pesq": val_of,
         "test_avg_pesq_s1": avg,
         "gap_to_experts_on_own_domain": (
             {d: results[best_merge][f"{d}__s1"]["pesq"] - own[d] for d in domains} if best_merge else None),
@@ -464,7 +470,8 @@ def main(argv=None):
         note = "" if steps in args.merge_test_steps else " (merges not tested at this setting: --merge-test-steps)"
         for metric in METRICS:
             md += [f"### {metric} at --steps {steps}{note}", "", table(results, domains, cols, steps, metric), ""]
-    md += ["### Coefficients tuned on validation (mean PESQ-WB at --steps 1)", "",
+    val_at = " and ".join(f"--steps {v}" for v in args.val_steps)
+    md += [f"### Coefficients tuned on validation (mean PESQ-WB at {val_at})", "",
            "| merge | knob | grid: val PESQ | chosen |", "|---|---|---|---|"]
     for n, t in tuning.items():
         md.append(f"| {n} | {t['knob']} | " + ", ".join(f"{k}: {v:.3f}" for k, v in t["grid"].items()) + f" | {t['chosen']} |")
