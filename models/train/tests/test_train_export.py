@@ -235,6 +235,15 @@ def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):
         train.main([*common, "--run", str(run), "--steps", "1", "--init", str(tmp_path / "base" / "last.pt"), *flag])
         assert adam_steps(run) == expected, flag  # fresh moments start at 0; continued ones at the base's 2
     assert adam_steps(tmp_path / "base") == [2.0]
+    # --val-set: a branch validates on its parent's mixtures (the corpus may have grown since);
+    # a run that already holds other mixtures refuses rather than mixing scores.
+    val = tmp_path / "val.npz"
+    np.savez(val, noisy=np.zeros((1, 8000), np.float32), clean=np.zeros((1, 8000), np.float32))
+    train.main([*common, "--run", str(tmp_path / "branch"), "--steps", "1", "--init", str(tmp_path / "base" / "last.pt"),
+                "--val-set", str(val)])
+    assert (tmp_path / "branch" / "val.npz").read_bytes() == val.read_bytes()
+    with pytest.raises(SystemExit, match="already holds other mixtures"):
+        train.main([*common, "--run", str(tmp_path / "base"), "--steps", "3", "--val-set", str(val)])
     with pytest.raises(SystemExit, match="--init-opt"):
         train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--init-opt"])
     # --eq colours the general mixture only: a domain run or a non-probability is refused, not ignored.

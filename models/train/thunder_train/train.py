@@ -13,7 +13,9 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -204,6 +206,10 @@ def main(argv=None):
                     help="probability that a noise segment is tonal (whines, beeps, alarms; data.tonal_noise), "
                          "general domain only")
     ap.add_argument("--val-domain", help="validation mixture (default: --domain)")
+    ap.add_argument("--val-set", type=Path,
+                    help="take the validation mixtures from this val.npz (e.g. runs/base/val.npz) instead of "
+                         "drawing them from the corpus: a branch run's scores then compare with that run's, "
+                         "which a corpus that has grown since would not give")
     ap.add_argument("--ema-decay", type=float, default=0.999)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -275,6 +281,13 @@ def main(argv=None):
     print(f"params {sum(p.numel() for p in net.parameters())}, MACs/frame {macs_per_frame(net)}")
 
     val_path = run / "val.npz"
+    if args.val_set:
+        if not args.val_set.is_file():
+            sys.exit(f"--val-set {args.val_set}: no such file (a run's val.npz)")
+        if not val_path.exists():
+            shutil.copyfile(args.val_set, val_path)
+        elif val_path.read_bytes() != args.val_set.read_bytes():
+            sys.exit(f"--val-set {args.val_set}: {val_path} already holds other mixtures (scores would not compare)")
     if val_path.exists():
         v = np.load(val_path)
         val = [(v["noisy"][i], v["clean"][i], 0) for i in range(len(v["noisy"]))]
