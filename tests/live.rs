@@ -707,13 +707,14 @@ fn check_latency(run: &Run, estimates: &[(usize, f64)]) -> (f64, f64) {
     let r = &run.report;
     let pipeline = f(r, "pipeline_delay_ms") / 1000.0;
     let n = estimates.len() as f64;
+    let reported_each: Vec<f64> = estimates.iter().map(|e| reported_latency(r, e.0)).collect();
     let measured = estimates.iter().map(|e| e.1).sum::<f64>() / n;
-    let reported = estimates.iter().map(|e| reported_latency(r, e.0)).sum::<f64>() / n;
+    let reported = reported_each.iter().sum::<f64>() / n;
     eprintln!(
         "reported per excerpt (ms): {:?}",
-        estimates
+        reported_each
             .iter()
-            .map(|e| (reported_latency(r, e.0) * 1e4).round() / 10.0)
+            .map(|v| (v * 1e4).round() / 10.0)
             .collect::<Vec<_>>()
     );
     assert!(
