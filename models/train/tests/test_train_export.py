@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import signal
@@ -297,3 +298,19 @@ def test_grow_on_the_command_line_keeps_its_lr_multiplier_and_exports_ema_or_raw
         export.main(["--ckpt", str(run / "last.pt"), "--out", str(out), *flag])
         st = load_file(str(out.with_suffix(".safetensors")))
         assert np.array_equal(st["bin.proj_out.weight"], ck[key]["bin.proj_out.weight"].numpy()), flag
+
+
+def test_score_val_scores_a_checkpoint_as_training_logs_it(tiny_corpus, tmp_path, capsys):
+    from thunder_train import score_val
+
+    net = json.dumps({"enc_channels": [8, 8, 12, 16], "time_hidden": 16, "dp_blocks": 1})
+    run = tmp_path / "run"
+    train.main(["--corpus", str(tiny_corpus), "--batch", "2", "--seconds", "0.5", "--workers", "0", "--threads", "1",
+                "--no-bf16", "--run", str(run), "--steps", "2", "--val-every", "2", "--val-n", "2", "--net", net])
+    logged = list(csv.DictReader(open(run / "log.csv")))[-1]
+    capsys.readouterr()
+    score_val.main(["--val-set", str(run / "val.npz"), "--threads", "1", str(run / "last.pt")])
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["step"] == 2
+    for k in ("pesq_s0", "pesq_s1", "score"):
+        assert abs(row[k] - float(logged[k])) < 1e-3, (k, row[k], logged[k])
