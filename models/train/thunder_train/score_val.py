@@ -9,11 +9,10 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .net import NetConfig, ThunderNet
-from .train import validate
+from .train import load_val, validate
 
 
 def main(argv=None):
@@ -23,8 +22,7 @@ def main(argv=None):
     ap.add_argument("ckpt", type=Path, nargs="+", help="training checkpoints (.pt)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    v = np.load(args.val_set)
-    val = [(v["noisy"][i], v["clean"][i], 0) for i in range(len(v["noisy"]))]
+    val = load_val(args.val_set)
     for path in args.ckpt:
         ck = torch.load(path, map_location="cpu", weights_only=False)
         net = ThunderNet(NetConfig(**ck["net_config"]))

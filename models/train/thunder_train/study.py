@@ -210,6 +210,11 @@ def evaluate(args, work, name, model, set_root, set_name, steps, full=True):
     return res
 
 
+def step_list(text):
+    """A comma list of reverse-step counts ("1,0") as a tuple of ints (argparse type)."""
+    return tuple(int(x) for x in text.split(","))
+
+
 def val_score(args, work, name, model, sets, domains):
     """Mean validation PESQ-WB over the domains and `--val-steps` (what chooses coefficients and the default)."""
     return float(np.mean([evaluate(args, work, name, model, sets[(d, "val")], f"{d}-val", steps, full=False)["mean"]["pesq"]
@@ -348,12 +353,12 @@ def main(argv=None):
     ap.add_argument("--no-bf16", action="store_true")
     ap.add_argument("--n-val", type=int, default=8, help="validation mixtures per domain (coefficient tuning)")
     ap.add_argument("--n-test", type=int, default=16, help="test mixtures per domain")
-    ap.add_argument("--val-steps", type=lambda v: tuple(int(x) for x in v.split(",")), default=(1, 0),
+    ap.add_argument("--val-steps", type=step_list, default=(1, 0),
                     help="reverse steps whose mean validation PESQ tunes the coefficients and picks the default "
                          "(1,0: the base run's checkpoint rule; the default also runs at 0 when live mode is overloaded)")
     ap.add_argument("--grid", help="override every method's coefficient grid (comma list)")
     ap.add_argument("--no-dev", action="store_true", help="skip the real dev recordings")
-    ap.add_argument("--merge-test-steps", type=lambda v: tuple(int(x) for x in v.split(",")), default=(1, 0),
+    ap.add_argument("--merge-test-steps", type=step_list, default=(1, 0),
                     help="--steps values the merges are tested at (base, experts and multi: 1,0); "
                          "'1' halves the test evaluation of the 16 merge variants")
     ap.add_argument("--jobs", type=int, default=2, help="enhance --jobs")

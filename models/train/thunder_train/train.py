@@ -118,6 +118,12 @@ def validate(net, val, steps=(0, 1)):
     return scores
 
 
+def load_val(path):
+    """A run's validation mixtures (val.npz) as validate() takes them: [(noisy, clean, band)]."""
+    v = np.load(path)
+    return [(v["noisy"][i], v["clean"][i], 0) for i in range(len(v["noisy"]))]
+
+
 def lr_at(step, base, warmup, total):
     if step < warmup:
         return base * (step + 1) / warmup
@@ -289,8 +295,7 @@ def main(argv=None):
         elif val_path.read_bytes() != args.val_set.read_bytes():
             sys.exit(f"--val-set {args.val_set}: {val_path} already holds other mixtures (scores would not compare)")
     if val_path.exists():
-        v = np.load(val_path)
-        val = [(v["noisy"][i], v["clean"][i], 0) for i in range(len(v["noisy"]))]
+        val = load_val(val_path)
     else:
         val = domain_set(args.corpus, "val", args.val_domain or args.domain, args.val_n)  # "general" = fixed_set
         np.savez(val_path, noisy=np.stack([a for a, _, _ in val]), clean=np.stack([b for _, b, _ in val]))
