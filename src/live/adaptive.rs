@@ -345,10 +345,7 @@ impl AdaptiveEnhancer {
         let zeros = vec![0.0f32; history_len];
         let mut tmp = Vec::new();
         for level in &mut levels {
-            level.enh.set_frames_per_call(64);
-            let r = level.enh.process(&zeros, &mut tmp);
-            level.enh.set_frames_per_call(1);
-            r?;
+            process_batch(&mut level.enh, &zeros, &mut tmp)?;
             tmp.clear();
             level.enh.process(&zeros[..4 * HOP], &mut tmp)?;
             tmp.clear();
@@ -577,14 +574,20 @@ impl AdaptiveEnhancer {
         level.enh.reset();
         level.fifo.clear();
         level.fifo_start = n0 - hist.len() as u64;
-        level.enh.set_frames_per_call(64);
         self.tmp.clear();
-        let r = level.enh.process(&hist, &mut self.tmp);
-        level.enh.set_frames_per_call(1);
-        r?;
+        process_batch(&mut level.enh, &hist, &mut self.tmp)?;
         level.fifo.extend(self.tmp.iter().copied());
         Ok(())
     }
+}
+
+/// Run `input` through `enh` in 64-frame calls (a warm-up batch), back to one frame per call
+/// (the per-hop setting) afterwards, also on error.
+fn process_batch(enh: &mut Enhancer, input: &[f32], output: &mut Vec<f32>) -> Result<()> {
+    enh.set_frames_per_call(64);
+    let r = enh.process(input, output);
+    enh.set_frames_per_call(1);
+    r
 }
 
 #[cfg(test)]
