@@ -222,6 +222,41 @@ def test_grow_keeps_the_function_and_the_optimiser_state(block):
             assert torch.equal(aopt.state[p]["exp_avg"], gopt.state[prev[name]]["exp_avg"])
 
 
+def test_grow_lookahead_delays_the_same_function_and_keeps_the_moments():
+    torch.manual_seed(0)
+    cfg = NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1)
+    net = ThunderNet(cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    x, y = torch.randn(2, 2, C.N_BINS, 9), torch.randn(2, 2, C.N_BINS, 9)
+    for _ in range(2):
+        opt.zero_grad()
+        net.offline(x, y, torch.tensor([0.5, 1.0])).pow(2).mean().backward()
+        opt.step()
+    ck = {"model": net.state_dict(), "opt": opt.state_dict(), "net_config": cfg.to_dict()}
+    L = 2
+    grown, gopt, _ = train.grow(ck, NetConfig(**{**cfg.to_dict(), "lookahead": L}), 1e-3)
+    net.eval(), grown.eval()
+    with torch.no_grad():
+        t = torch.tensor([0.3, 1.0])
+        z = torch.zeros(2, 2, C.N_BINS, L)
+        # the grown network sees L frames further ahead through taps that start at zero: its output
+        # for frame f is the old network's for frame f (run on the same frames, L zero frames earlier)
+        before = net.offline(torch.cat([z, x], 3), torch.cat([z, y], 3), t)[..., L:]
+        # (not bit-equal: the magnitude features of the L zero frames are sqrt(1e-8), the states' 0)
+        assert (grown.offline(x, y, t) - before).abs().max() < 2e-4
+        assert (grown.offline(x, y, t) - net.offline(x, y, t)).abs().max() > 1e-2  # the delay is real
+    w_old = dict(net.named_parameters())[train.LOOKAHEAD_KERNEL]
+    w_new = dict(grown.named_parameters())[train.LOOKAHEAD_KERNEL]
+    assert w_new.shape[2] == w_old.shape[2] + L
+    st_old, st_new = opt.state[w_old], gopt.state[w_new]
+    for k in ("exp_avg", "exp_avg_sq"):
+        assert torch.equal(st_new[k][:, :, : w_old.shape[2]], st_old[k])
+        assert not st_new[k][:, :, w_old.shape[2] :].any()
+    with pytest.raises(SystemExit, match="only add look-ahead"):
+        train.grow({**ck, "model": grown.state_dict(), "opt": gopt.state_dict(), "net_config": grown.cfg.to_dict()},
+                   cfg, 1e-3)
+
+
 def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):
     net = json.dumps({"enc_channels": [8, 8, 12, 16], "time_hidden": 16, "dp_blocks": 1})
     common = ["--corpus", str(tiny_corpus), "--batch", "2", "--seconds", "0.5", "--workers", "0",

@@ -151,14 +151,35 @@ def make_optimizer(net, lr, lr_mult=None):
     return torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
 
 
+LOOKAHEAD_KERNEL = "enc.0.conv.weight"  # the only tensor whose shape depends on NetConfig.lookahead
+
+
+def widen_lookahead(tensors, old_cfg, cfg):
+    """Tensors (weights, EMA or optimiser moments, by parameter name) for a network with more
+    look-ahead frames: the first encoder conv's time kernel gains the new, newest taps at zero and
+    keeps its old taps on the oldest frames. The grown network then computes the old function
+    delayed by the added frames, which the look-ahead delay line re-aligns, so its output equals the
+    old network's (the test pins it). The new taps are the future the network learns to use."""
+    extra = cfg.lookahead - old_cfg.lookahead
+    if extra < 0:
+        raise SystemExit(f"--grow can only add look-ahead: {old_cfg.lookahead} -> {cfg.lookahead} frames")
+    w = tensors.get(LOOKAHEAD_KERNEL)
+    if extra == 0 or w is None:
+        return tensors
+    pad = torch.zeros(*w.shape[:2], extra, *w.shape[3:], dtype=w.dtype)
+    return {**tensors, LOOKAHEAD_KERNEL: torch.cat([w, pad], dim=2)}
+
+
 def grow(ck, cfg, lr, new_lr_mult=1.0):
     """A larger network that computes exactly what the checkpoint's did (new blocks start at zero
-    output), with the optimiser state of every carried-over parameter kept. Returns
-    (net, optimiser, lr_mult); the new blocks learn at `new_lr_mult` times the schedule's LR."""
+    output, added look-ahead taps at zero), with the optimiser state of every carried-over parameter
+    kept. Returns (net, optimiser, lr_mult); the new blocks learn at `new_lr_mult` times the
+    schedule's LR."""
     old_mult = ck.get("lr_mult") or {}
-    old = ThunderNet(NetConfig(**ck["net_config"]))
+    old_cfg = NetConfig(**ck["net_config"])
+    old = ThunderNet(old_cfg)
     net = ThunderNet(cfg)
-    missing, unexpected = net.load_state_dict(ck["model"], strict=False)
+    missing, unexpected = net.load_state_dict(widen_lookahead(ck["model"], old_cfg, cfg), strict=False)
     if unexpected or any(not k.startswith(GROWABLE) for k in missing):
         raise SystemExit(f"--grow can only add blocks: missing {missing}, unexpected {unexpected}")
     lr_mult = dict(old_mult)
@@ -171,6 +192,11 @@ def grow(ck, cfg, lr, new_lr_mult=1.0):
     sd = opt.state_dict()
     sd["state"] = {j: ck["opt"]["state"][old_index[name]] for j, name in enumerate(new_order)
                    if name in old_index and old_index[name] in ck["opt"]["state"]}
+    j = new_order.index(LOOKAHEAD_KERNEL)
+    if j in sd["state"]:  # its moments take the kernel's new shape (zero for the new taps)
+        st = sd["state"][j]
+        sd["state"][j] = {**st, **{k: widen_lookahead({LOOKAHEAD_KERNEL: st[k]}, old_cfg, cfg)[LOOKAHEAD_KERNEL]
+                                   for k in ("exp_avg", "exp_avg_sq")}}
     opt.load_state_dict(sd)
     return net, opt, lr_mult
 
@@ -195,7 +221,8 @@ def main(argv=None):
     ap.add_argument("--val-n", type=int, default=16)
     ap.add_argument("--net", default="{}", help="NetConfig overrides as JSON")
     ap.add_argument("--grow", help="on resume: NetConfig changes that add zero-initialised blocks "
-                    "(e.g. '{\"frame_hidden\": 256}'); the trained weights and optimiser state carry over")
+                    "(e.g. '{\"frame_hidden\": 256}') or more look-ahead frames ('{\"lookahead\": 2}'); the "
+                    "trained weights and optimiser state carry over")
     ap.add_argument("--grow-lr-mult", type=float, default=1.0,
                     help="with --grow: the new blocks learn at this multiple of the LR schedule, for the rest of "
                          "the run (a block grown late in a cosine schedule otherwise starts at a small LR)")
@@ -261,7 +288,7 @@ def main(argv=None):
         cfg = grown
         net, opt, lr_mult = grow(ck, cfg, args.lr, args.grow_lr_mult)
         ema = Ema(net, args.ema_decay)
-        ema.shadow.update(ck["ema"])
+        ema.shadow.update(widen_lookahead(ck["ema"], NetConfig(**ck["net_config"]), cfg))
         ema.n = ck["ema_n"]
         step, best = ck["step"], ck["best"]
         gen.set_state(ck["gen"])
