@@ -287,6 +287,11 @@ def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):
         train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--eq", "0.5", "--domain", "reverb"])
     with pytest.raises(SystemExit, match="--eq is a probability"):
         train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--eq", "1.5"])
+    with pytest.raises(SystemExit, match="--snr applies to the general mixture only"):
+        train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--snr=-5,10", "--domain", "reverb"])
+    with pytest.raises(SystemExit):  # argparse: a reversed or malformed range is a usage error
+        train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--snr", "10,-5"])
+    assert train.snr_range("-5,10") == (-5.0, 10.0)
 
 
 def test_sigterm_stops_after_the_step_and_saves(tiny_corpus, tmp_path, monkeypatch):
@@ -349,3 +354,22 @@ def test_score_val_scores_a_checkpoint_as_training_logs_it(tiny_corpus, tmp_path
     assert row["step"] == 2
     for k in ("pesq_s0", "pesq_s1", "score"):
         assert abs(row[k] - float(logged[k])) < 1e-3, (k, row[k], logged[k])
+
+
+def test_snr_sweep_scores_every_system_on_the_same_mixtures(tiny_corpus, tmp_path):
+    from thunder_train import snr_sweep
+
+    torch.manual_seed(0)
+    export_onnx(ThunderNet(NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1)).eval(),
+                tmp_path / "tiny.onnx")
+    out = tmp_path / "sweep"
+    snr_sweep.main(["--model", str(tmp_path / "tiny.onnx"), "--snrs", "0,30", "--n", "2", "--steps", "0,1",
+                    "--peers", "none", "--corpus", str(tiny_corpus), "--out", str(out)])
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert list(res) == ["0.0", "30.0"]
+    for rows in res.values():
+        assert sorted(rows) == ["noisy", "tiny steps=0", "tiny steps=1"]
+        assert all(len(v) == 2 for v in rows.values())
+    # same speech and noise, 30 dB less of it: the input scores higher
+    assert np.nanmean(res["30.0"]["noisy"]) > np.nanmean(res["0.0"]["noisy"]) + 0.5
+    assert "| tiny steps=1 |" in out.with_suffix(".md").read_text()

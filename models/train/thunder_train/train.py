@@ -201,6 +201,17 @@ def grow(ck, cfg, lr, new_lr_mult=1.0):
     return net, opt, lr_mult
 
 
+def snr_range(text):
+    """argparse type for --snr: "LO,HI" in dB with LO <= HI."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give two numbers in dB as LO,HI (e.g. -5,10), not {text!r}") from None
+    if lo > hi:
+        raise argparse.ArgumentTypeError(f"LO must not exceed HI: {text!r}")
+    return (lo, hi)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", required=True)
@@ -235,6 +246,9 @@ def main(argv=None):
     ap.add_argument("--eq", type=float, default=0.0,
                     help="probability of a random EQ on the speech and, independently, on the noise of a "
                          "general-domain example (microphone/room colouration; data.random_eq)")
+    ap.add_argument("--snr", type=snr_range, default=MixConfig.snr_db, metavar="LO,HI",
+                    help="mixing SNR range in dB, drawn uniformly (general mixture; default %(default)s); "
+                         "write --snr=-5,10 (a leading minus otherwise reads as an option)")
     ap.add_argument("--tonal", type=float, default=0.0,
                     help="probability that a noise segment is tonal (whines, beeps, alarms; data.tonal_noise), "
                          "general domain only")
@@ -279,6 +293,9 @@ def main(argv=None):
     if args.tonal and args.domain != "general":
         raise SystemExit(f"--tonal applies to the general mixture only; domain {args.domain!r} has its own recipe "
                          "(domains.py): drop --tonal or train --domain general")
+    if args.snr != MixConfig.snr_db and args.domain != "general":
+        raise SystemExit(f"--snr applies to the general mixture only; domain {args.domain!r} has its own recipe "
+                         "(domains.py): drop --snr or train --domain general")
     if not 0.0 <= args.tonal <= 1.0:
         raise SystemExit(f"--tonal is a probability: got {args.tonal}, give a value in [0, 1]")
     if args.grow and not ck:
@@ -327,7 +344,8 @@ def main(argv=None):
         val = domain_set(args.corpus, "val", args.val_domain or args.domain, args.val_n)  # "general" = fixed_set
         np.savez(val_path, noisy=np.stack([a for a, _, _ in val]), clean=np.stack([b for _, b, _ in val]))
 
-    mix = MixConfig(seconds=args.seconds, p_eq_speech=args.eq, p_eq_noise=args.eq, p_tonal=args.tonal)
+    mix = MixConfig(seconds=args.seconds, p_eq_speech=args.eq, p_eq_noise=args.eq, p_tonal=args.tonal,
+                    snr_db=args.snr)
     ds = MixDataset(args.corpus, "train", mix, seed=args.seed + step,
                     domain=None if args.domain == "general" else args.domain)
     dl = torch.utils.data.DataLoader(ds, batch_size=args.batch, collate_fn=collate, num_workers=args.workers,
@@ -350,7 +368,7 @@ def main(argv=None):
     budget_path = run / "budget.json"
     budget = json.loads(budget_path.read_text()) if budget_path.exists() else {"wall_s": 0.0}
     budget.update({"domain": args.domain, "batch": args.batch, "seconds": args.seconds,
-                   "init": args.init, "lr": args.lr, "total_steps": args.steps})
+                   "init": args.init, "lr": args.lr, "total_steps": args.steps, "snr_db": list(args.snr)})
 
     def save_budget():
         budget["steps"] = step
