@@ -176,18 +176,23 @@ def test_second_stage_conditioning_mixes_the_regression_output():
     assert torch.equal(train.second_stage_condition(net, y, 0.0, gen, autocast=False), y)
 
 
-@pytest.mark.parametrize("block", ["frame_hidden", "bin_hidden"])
-def test_grow_keeps_the_function_and_the_optimiser_state(block):
+def trained_tiny(frames):
+    """A tiny network after two AdamW steps on random frames: (cfg, net, opt, x, y, its checkpoint)."""
     torch.manual_seed(0)
     cfg = NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1)
     net = ThunderNet(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    x, y = torch.randn(2, 2, C.N_BINS, 8), torch.randn(2, 2, C.N_BINS, 8)
+    x, y = torch.randn(2, 2, C.N_BINS, frames), torch.randn(2, 2, C.N_BINS, frames)
     for _ in range(2):
         opt.zero_grad()
         net.offline(x, y, torch.tensor([0.5, 1.0])).pow(2).mean().backward()
         opt.step()
-    ck = {"model": net.state_dict(), "opt": opt.state_dict(), "net_config": cfg.to_dict()}
+    return cfg, net, opt, x, y, {"model": net.state_dict(), "opt": opt.state_dict(), "net_config": cfg.to_dict()}
+
+
+@pytest.mark.parametrize("block", ["frame_hidden", "bin_hidden"])
+def test_grow_keeps_the_function_and_the_optimiser_state(block):
+    cfg, net, opt, x, y, ck = trained_tiny(8)
     grown, gopt, lr_mult = train.grow(ck, NetConfig(**{**cfg.to_dict(), block: 24}), 1e-3, new_lr_mult=4.0)
     prefix = {"frame_hidden": "frame.", "bin_hidden": "bin."}[block]
     assert lr_mult == {prefix: 4.0}
@@ -223,16 +228,7 @@ def test_grow_keeps_the_function_and_the_optimiser_state(block):
 
 
 def test_grow_lookahead_delays_the_same_function_and_keeps_the_moments():
-    torch.manual_seed(0)
-    cfg = NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1)
-    net = ThunderNet(cfg)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    x, y = torch.randn(2, 2, C.N_BINS, 9), torch.randn(2, 2, C.N_BINS, 9)
-    for _ in range(2):
-        opt.zero_grad()
-        net.offline(x, y, torch.tensor([0.5, 1.0])).pow(2).mean().backward()
-        opt.step()
-    ck = {"model": net.state_dict(), "opt": opt.state_dict(), "net_config": cfg.to_dict()}
+    cfg, net, opt, x, y, ck = trained_tiny(9)
     L = 2
     grown, gopt, _ = train.grow(ck, NetConfig(**{**cfg.to_dict(), "lookahead": L}), 1e-3)
     net.eval(), grown.eval()
