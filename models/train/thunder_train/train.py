@@ -285,17 +285,12 @@ def main(argv=None):
     step, best = 0, -1e9
     if args.init_opt and not args.init:
         raise SystemExit("--init-opt continues the optimiser of the --init checkpoint: give --init too")
-    if args.eq and args.domain != "general":
-        raise SystemExit(f"--eq applies to the general mixture only; domain {args.domain!r} has its own recipe "
-                         "(domains.py): drop --eq or train --domain general")
+    for flag, given in (("--eq", args.eq != 0), ("--tonal", args.tonal != 0), ("--snr", args.snr != MixConfig.snr_db)):
+        if given and args.domain != "general":
+            raise SystemExit(f"{flag} applies to the general mixture only; domain {args.domain!r} has its own recipe "
+                             f"(domains.py): drop {flag} or train --domain general")
     if not 0.0 <= args.eq <= 1.0:
         raise SystemExit(f"--eq is a probability: got {args.eq}, give a value in [0, 1]")
-    if args.tonal and args.domain != "general":
-        raise SystemExit(f"--tonal applies to the general mixture only; domain {args.domain!r} has its own recipe "
-                         "(domains.py): drop --tonal or train --domain general")
-    if args.snr != MixConfig.snr_db and args.domain != "general":
-        raise SystemExit(f"--snr applies to the general mixture only; domain {args.domain!r} has its own recipe "
-                         "(domains.py): drop --snr or train --domain general")
     if not 0.0 <= args.tonal <= 1.0:
         raise SystemExit(f"--tonal is a probability: got {args.tonal}, give a value in [0, 1]")
     if args.grow and not ck:
