@@ -166,8 +166,12 @@ def widen_lookahead(tensors, old_cfg, cfg):
     w = tensors.get(LOOKAHEAD_KERNEL)
     if extra == 0 or w is None:
         return tensors
-    pad = torch.zeros(*w.shape[:2], extra, *w.shape[3:], dtype=w.dtype)
-    return {**tensors, LOOKAHEAD_KERNEL: torch.cat([w, pad], dim=2)}
+    return {**tensors, LOOKAHEAD_KERNEL: future_taps(w, extra)}
+
+
+def future_taps(w, extra):
+    """A [cout, cin, time, freq] conv kernel (or its Adam moments) with `extra` zero taps on the newest frames."""
+    return torch.cat([w, torch.zeros(*w.shape[:2], extra, *w.shape[3:], dtype=w.dtype)], dim=2)
 
 
 def grow(ck, cfg, lr, new_lr_mult=1.0):
@@ -193,10 +197,11 @@ def grow(ck, cfg, lr, new_lr_mult=1.0):
     sd["state"] = {j: ck["opt"]["state"][old_index[name]] for j, name in enumerate(new_order)
                    if name in old_index and old_index[name] in ck["opt"]["state"]}
     j = new_order.index(LOOKAHEAD_KERNEL)
-    if j in sd["state"]:  # its moments take the kernel's new shape (zero for the new taps)
+    extra = cfg.lookahead - old_cfg.lookahead
+    if extra and j in sd["state"]:  # its moments take the kernel's new shape (zero for the new taps)
         st = sd["state"][j]
-        sd["state"][j] = {**st, **{k: widen_lookahead({LOOKAHEAD_KERNEL: st[k]}, old_cfg, cfg)[LOOKAHEAD_KERNEL]
-                                   for k in ("exp_avg", "exp_avg_sq")}}
+        sd["state"][j] = {**st, "exp_avg": future_taps(st["exp_avg"], extra),
+                          "exp_avg_sq": future_taps(st["exp_avg_sq"], extra)}
     opt.load_state_dict(sd)
     return net, opt, lr_mult
 
