@@ -155,7 +155,7 @@ LOOKAHEAD_KERNEL = "enc.0.conv.weight"  # the only tensor whose shape depends on
 
 
 def widen_lookahead(tensors, old_cfg, cfg):
-    """Tensors (weights, EMA or optimiser moments, by parameter name) for a network with more
+    """Tensors (weights or EMA, by parameter name; the moments go through future_taps) for a network with more
     look-ahead frames: the first encoder conv's time kernel gains the new, newest taps at zero and
     keeps its old taps on the oldest frames. The grown network then computes the old function
     delayed by the added frames, which the look-ahead delay line re-aligns, so its output equals the
