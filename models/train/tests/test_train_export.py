@@ -1,16 +1,20 @@
 import csv
 import json
 import os
+import shutil
 import signal
+from dataclasses import replace
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+import soundfile as sf
 import torch
 
 from thunder_train import contract as C
 from thunder_train import train
-from thunder_train.data import MixConfig, Mixer, biquad, collate, random_eq, tonal_noise
+from thunder_train.data import (MixConfig, Mixer, biquad, collate, random_eq, reverberate_noise, speed_noise,
+                                tonal_noise)
 from thunder_train.export import export_onnx, export_safetensors, weights_for_merge
 from thunder_train.net import NetConfig, ThunderNet
 
@@ -65,6 +69,39 @@ def test_random_eq_is_bounded_and_only_on_when_asked(tiny_corpus):
     np.testing.assert_array_equal(base[0], again[0])
     eq = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0, p_eq_speech=1.0, p_eq_noise=1.0), seed=7).example()
     assert not np.array_equal(base[1], eq[1])
+
+
+def test_noise_augmentation_slides_the_spectrum_adds_a_room_and_is_only_on_when_asked(tiny_corpus, tmp_path):
+    rng = np.random.default_rng(0)
+    tone = np.sin(2 * np.pi * 1000.0 * np.arange(8000) / C.SAMPLE_RATE).astype(np.float32)  # a short file: looped
+    for factor in (0.6, 1.5):
+        y = speed_noise(tone, 16000, factor, rng)
+        assert y.shape == (16000,) and np.isfinite(y).all()
+        spec = np.abs(np.fft.rfft(y[:8192] * np.hanning(8192)))
+        assert abs(np.argmax(spec) * C.SAMPLE_RATE / 8192 - 1000.0 * factor) < 10.0, factor
+    # In a room a click train gains a tail; the output keeps the level and the steady-state length.
+    clicks = np.zeros(20000, np.float32)
+    clicks[::1000] = 1.0
+    rir = np.exp(-np.arange(2000) / 300.0).astype(np.float32) * rng.standard_normal(2000).astype(np.float32)
+    wet = reverberate_noise(clicks, rir)
+    assert wet.shape == (20000 - 2000 + 1,)
+    assert abs(20 * np.log10(np.sqrt(np.mean(wet**2)) / np.sqrt(np.mean(clicks**2)))) < 0.5
+    assert np.mean(np.abs(wet) > 1e-3) > 0.3 > np.mean(np.abs(clicks) > 1e-3)
+    # A copy of the tiny corpus with one training room (speech stays dry: p_reverb 0).
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    sf.write(corpus / "rir.wav", rir, C.SAMPLE_RATE, subtype="FLOAT")
+    (corpus / "rirs.csv").write_text("path,split,source,licence\nrir.wav,train,gen,generated\n")
+    dry = MixConfig(seconds=1.0, p_clean=0.0, p_reverb=0.0)
+    # Off by default: the fixed validation/test sets do not change when the option exists.
+    base = Mixer(corpus, "train", dry, seed=7).example()
+    again = Mixer(corpus, "train", replace(dry, p_noise_speed=0.0, p_noise_reverb=0.0), seed=7).example()
+    np.testing.assert_array_equal(base[0], again[0])
+    for on in ({"p_noise_speed": 1.0, "p_procedural": 0.0, "p_babble": 0.0}, {"p_noise_reverb": 1.0}):
+        aug = Mixer(corpus, "train", replace(dry, **on), seed=7).example()
+        # The same clean target (only the random level of the mixture differs).
+        np.testing.assert_allclose(aug[1] / np.abs(aug[1]).max(), base[1] / np.abs(base[1]).max(), atol=1e-5)
+        assert not np.array_equal(base[0], aug[0]), on
 
 
 def test_a_few_training_steps_reduce_the_loss(tiny_corpus):
@@ -283,6 +320,10 @@ def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):
         train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--eq", "0.5", "--domain", "reverb"])
     with pytest.raises(SystemExit, match="--eq is a probability"):
         train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--eq", "1.5"])
+    with pytest.raises(SystemExit, match="--noise-aug applies to the general mixture only"):
+        train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--noise-aug", "0.5", "--domain", "music"])
+    with pytest.raises(SystemExit, match="--noise-aug is a probability"):
+        train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--noise-aug", "-0.1"])
     with pytest.raises(SystemExit, match="--snr applies to the general mixture only"):
         train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--snr=-5,10", "--domain", "reverb"])
     with pytest.raises(SystemExit):  # argparse: a reversed or malformed range is a usage error

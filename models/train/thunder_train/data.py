@@ -82,6 +82,13 @@ class MixConfig:
     # Off for the fixed validation/test sets like the EQ; train.py --tonal turns it on.
     p_tonal: float = 0.0
     eq_gain_db: float = 8.0  # each filter's gain is U(-g, g)
+    # Noise-file augmentation (train.py --noise-aug), off for the fixed validation/test sets: a
+    # noise file replayed at another speed (its spectrum slides by the factor: one engine or fan
+    # becomes a continuum of them) and a noise source placed in a room (real noise is recorded
+    # through a room, not dry). Aimed at noise unlike any training file.
+    p_noise_speed: float = 0.0
+    noise_speed: tuple = (0.6, 1.6)
+    p_noise_reverb: float = 0.0
 
 
 def rms(x):
@@ -196,6 +203,19 @@ def random_eq(x, rng, gain_db=8.0):
     return y.astype(np.float32)
 
 
+def speed_noise(x, n, factor, rng):
+    """n samples of noise file x replayed `factor` times faster (looped as needed)."""
+    y = speed_perturb(loop_crop(x, int(math.ceil(n * factor)) + 64, rng), factor)
+    return loop_crop(y, n, rng)
+
+
+def reverberate_noise(x, rir):
+    """x heard through a room: the last len(x) - len(rir) + 1 samples are steady-state (no ramp-in),
+    so callers pass a segment longer than they need by len(rir) - 1."""
+    wet = fftconvolve(x, rir / (np.abs(rir).max() + 1e-9), mode="valid").astype(np.float32)
+    return wet * (rms(x) / (rms(wet) + 1e-9))
+
+
 def early_target(clean, rir, early_ms):
     """Reverberant mixture input and the direct-path + early-reflections target, aligned to the dry signal."""
     peak = int(np.argmax(np.abs(rir)))
@@ -285,7 +305,20 @@ class Mixer:
         pool = self.noise_by_cat[cats[rng.integers(0, len(cats))]]
         row = pool[rng.integers(0, len(pool))]
         x = self.load(row, pool)
-        return procedural_noise(n, rng, kinds) if x is None else loop_crop(x, n, rng)
+        if x is None:
+            return procedural_noise(n, rng, kinds)
+        if self.cfg.p_noise_speed > 0 and rng.random() < self.cfg.p_noise_speed:
+            return speed_noise(x, n, rng.uniform(*self.cfg.noise_speed), rng)
+        return loop_crop(x, n, rng)
+
+    def room_noise(self, n):
+        """A noise segment, placed in a random room of the split with p_noise_reverb."""
+        rng = self.rng
+        if self.rirs and self.cfg.p_noise_reverb > 0 and rng.random() < self.cfg.p_noise_reverb:
+            rir = self.load(self.rirs[rng.integers(0, len(self.rirs))], self.rirs)
+            if rir is not None:
+                return reverberate_noise(self.noise_segment(n + len(rir) - 1), rir)
+        return self.noise_segment(n)
 
     def example(self):
         cfg, rng = self.cfg, self.rng
@@ -303,11 +336,11 @@ class Mixer:
         if rng.random() < cfg.p_clean:
             noisy = clean.copy()
         else:
-            noise = self.noise_segment(n)
+            noise = self.room_noise(n)
             if cfg.p_eq_noise > 0 and rng.random() < cfg.p_eq_noise:
                 noise = random_eq(noise, rng, cfg.eq_gain_db)
             if rng.random() < cfg.p_second_noise:
-                extra = self.noise_segment(n)
+                extra = self.room_noise(n)
                 noise = noise / (rms(noise) + 1e-9) + rng.uniform(0.2, 1.0) * extra / (rms(extra) + 1e-9)
             snr = rng.uniform(*cfg.snr_db)
             noise = noise * (rms(clean) / (rms(noise) + 1e-9)) * 10 ** (-snr / 20)

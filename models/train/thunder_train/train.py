@@ -257,6 +257,10 @@ def main(argv=None):
     ap.add_argument("--tonal", type=float, default=0.0,
                     help="probability that a noise segment is tonal (whines, beeps, alarms; data.tonal_noise), "
                          "general domain only")
+    ap.add_argument("--noise-aug", type=float, default=0.0,
+                    help="probability of replaying a noise file at another speed (x0.6-1.6) and, independently, "
+                         "of placing a noise in a random room (data.speed_noise, data.reverberate_noise); "
+                         "general domain only")
     ap.add_argument("--val-domain", help="validation mixture (default: --domain)")
     ap.add_argument("--val-set", type=Path,
                     help="take the validation mixtures from this val.npz (e.g. runs/base/val.npz) instead of "
@@ -290,14 +294,14 @@ def main(argv=None):
     step, best = 0, -1e9
     if args.init_opt and not args.init:
         raise SystemExit("--init-opt continues the optimiser of the --init checkpoint: give --init too")
-    for flag, given in (("--eq", args.eq != 0), ("--tonal", args.tonal != 0), ("--snr", args.snr != MixConfig.snr_db)):
+    for flag, given in (("--eq", args.eq != 0), ("--tonal", args.tonal != 0), ("--snr", args.snr != MixConfig.snr_db),
+                        ("--noise-aug", args.noise_aug != 0)):
         if given and args.domain != "general":
             raise SystemExit(f"{flag} applies to the general mixture only; domain {args.domain!r} has its own recipe "
                              f"(domains.py): drop {flag} or train --domain general")
-    if not 0.0 <= args.eq <= 1.0:
-        raise SystemExit(f"--eq is a probability: got {args.eq}, give a value in [0, 1]")
-    if not 0.0 <= args.tonal <= 1.0:
-        raise SystemExit(f"--tonal is a probability: got {args.tonal}, give a value in [0, 1]")
+    for flag, p in (("--eq", args.eq), ("--tonal", args.tonal), ("--noise-aug", args.noise_aug)):
+        if not 0.0 <= p <= 1.0:
+            raise SystemExit(f"{flag} is a probability: got {p}, give a value in [0, 1]")
     if args.grow and not ck:
         raise SystemExit(f"--grow adds blocks to a run being resumed, but {last} does not exist")
     grown = NetConfig(**{**ck["net_config"], **json.loads(args.grow)}) if args.grow else cfg
@@ -345,7 +349,7 @@ def main(argv=None):
         np.savez(val_path, noisy=np.stack([a for a, _, _ in val]), clean=np.stack([b for _, b, _ in val]))
 
     mix = MixConfig(seconds=args.seconds, p_eq_speech=args.eq, p_eq_noise=args.eq, p_tonal=args.tonal,
-                    snr_db=args.snr)
+                    snr_db=args.snr, p_noise_speed=args.noise_aug, p_noise_reverb=args.noise_aug)
     ds = MixDataset(args.corpus, "train", mix, seed=args.seed + step,
                     domain=None if args.domain == "general" else args.domain)
     dl = torch.utils.data.DataLoader(ds, batch_size=args.batch, collate_fn=collate, num_workers=args.workers,
@@ -368,7 +372,8 @@ def main(argv=None):
     budget_path = run / "budget.json"
     budget = json.loads(budget_path.read_text()) if budget_path.exists() else {"wall_s": 0.0}
     budget.update({"domain": args.domain, "batch": args.batch, "seconds": args.seconds,
-                   "init": args.init, "lr": args.lr, "total_steps": args.steps, "snr_db": list(args.snr)})
+                   "init": args.init, "lr": args.lr, "total_steps": args.steps, "snr_db": list(args.snr),
+                   "noise_aug": args.noise_aug})
 
     def save_budget():
         budget["steps"] = step
