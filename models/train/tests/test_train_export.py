@@ -13,7 +13,7 @@ import torch
 
 from thunder_train import contract as C
 from thunder_train import train
-from thunder_train.data import (MixConfig, Mixer, biquad, collate, random_eq, reverberate_noise, speed_noise,
+from thunder_train.data import (MixConfig, Mixer, biquad, collate, random_eq, reverberate_noise, rms, speed_noise,
                                 tonal_noise)
 from thunder_train.export import export_onnx, export_safetensors, weights_for_merge
 from thunder_train.net import NetConfig, ThunderNet
@@ -85,7 +85,7 @@ def test_noise_augmentation_slides_the_spectrum_adds_a_room_and_is_only_on_when_
     rir = np.exp(-np.arange(2000) / 300.0).astype(np.float32) * rng.standard_normal(2000).astype(np.float32)
     wet = reverberate_noise(clicks, rir)
     assert wet.shape == (20000 - 2000 + 1,)
-    assert abs(20 * np.log10(np.sqrt(np.mean(wet**2)) / np.sqrt(np.mean(clicks**2)))) < 0.5
+    assert abs(20 * np.log10(rms(wet) / rms(clicks))) < 0.5
     assert np.mean(np.abs(wet) > 1e-3) > 0.3 > np.mean(np.abs(clicks) > 1e-3)
     # A copy of the tiny corpus with one training room (speech stays dry: p_reverb 0).
     corpus = tmp_path / "corpus"
