@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from thunder_train import contract as C
-from thunder_train import train
+from thunder_train import dsp, train
 from thunder_train.data import (MixConfig, Mixer, biquad, collate, random_eq, reverberate_noise, rms, speed_noise,
                                 tonal_noise)
 from thunder_train.export import export_onnx, export_safetensors, weights_for_merge
@@ -128,7 +128,8 @@ def _session(path):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("cfg", [NetConfig(), NetConfig(frame_hidden=32, bin_hidden=8)], ids=["default", "frame-bin-gru"])
+@pytest.mark.parametrize("cfg", [NetConfig(), NetConfig(frame_hidden=32, bin_hidden=8), NetConfig(line_frames=6)],
+                         ids=["default", "frame-bin-gru", "lines"])
 def test_export_matches_pytorch_and_streams(tmp_path, cfg):
     torch.manual_seed(0)
     net = ThunderNet(cfg).eval()
@@ -164,7 +165,8 @@ def test_export_matches_pytorch_and_streams(tmp_path, cfg):
     assert np.abs(np.concatenate(outs, axis=3) - off).max() <= 1e-4
 
 
-@pytest.mark.parametrize("cfg", [NetConfig(), NetConfig(frame_hidden=16, bin_hidden=8)], ids=["default", "frame-bin-gru"])
+@pytest.mark.parametrize("cfg", [NetConfig(), NetConfig(frame_hidden=16, bin_hidden=8), NetConfig(line_frames=4)],
+                         ids=["default", "frame-bin-gru", "lines"])
 def test_safetensors_names_are_onnx_initializers(tmp_path, cfg):
     import onnx
     from safetensors.numpy import load_file
@@ -288,6 +290,62 @@ def test_grow_lookahead_delays_the_same_function_and_keeps_the_moments():
     with pytest.raises(SystemExit, match="only add look-ahead"):
         train.grow({**ck, "model": grown.state_dict(), "opt": gopt.state_dict(), "net_config": grown.cfg.to_dict()},
                    cfg, 1e-3)
+
+
+def compressed_stft(wave):
+    return dsp.analyse(torch.from_numpy(wave.astype(np.float32))[None])
+
+
+def test_line_canceller_finds_a_steady_line_and_predicts_it():
+    from thunder_train.net import LineCanceller
+
+    w = 32
+    hist = w + LineCanceller.LAG - 1
+    n = C.SAMPLE_RATE * 2
+    k = np.arange(n) / C.SAMPLE_RATE
+    rng = np.random.default_rng(0)
+    tone = compressed_stft(0.1 * np.sin(2 * np.pi * 1013.0 * k))  # off a bin centre
+    noise = compressed_stft(0.1 * rng.standard_normal(n))
+    lines = LineCanceller(w)
+    line_bin = int(round(1013.0 / (C.SAMPLE_RATE / C.N_FFT)))
+    for y, steady in ((tone, True), (noise, False)):
+        feats, pred, state = lines(y, torch.zeros(1, 2, C.N_BINS, hist))
+        coherence = feats[0, 0, line_bin, 2 * w : -2]  # after the window has filled; away from the edge
+        err = (pred - y)[0, :, line_bin, 2 * w : -2].norm(dim=0) / y[0, :, line_bin, 2 * w : -2].norm(dim=0)
+        if steady:  # the line turns by the same angle every hop: coherent and predicted
+            assert coherence.min() > 0.99 and err.max() < 0.05
+            assert (feats[0, 1, line_bin, 2 * w : -2] < 0.05 * y[0, :, line_bin, 2 * w : -2].norm(dim=0)).all()
+        else:  # noise's angle is random from window to window: incoherent, not predicted
+            assert coherence.mean() < 0.3 and err.mean() > 1.0
+        assert torch.equal(state, y[..., -hist:])
+
+
+def test_grow_line_canceller_keeps_the_function_and_pads_the_moments():
+    cfg, net, opt, x, y, ck = trained_tiny(10)
+    grown, gopt, _ = train.grow(ck, NetConfig(**{**cfg.to_dict(), "line_frames": 4}), 1e-3)
+    net.eval(), grown.eval()
+    with torch.no_grad():
+        t = torch.tensor([0.3, 1.0])
+        assert (grown.offline(x, y, t) - net.offline(x, y, t)).abs().max() < 1e-6
+    old, new = dict(net.named_parameters()), dict(grown.named_parameters())
+    for name, shape_dim in ((train.LOOKAHEAD_KERNEL, 1), ("dec.3.conv.weight", 0), ("dec.3.conv.bias", 0)):
+        assert new[name].shape[shape_dim] > old[name].shape[shape_dim]
+        cut = tuple(slice(0, s) for s in old[name].shape)
+        for k in ("exp_avg", "exp_avg_sq"):
+            moment = gopt.state[new[name]][k]
+            assert torch.equal(moment[cut], opt.state[old[name]][k])
+            rest = moment.clone()
+            rest[cut] = 0
+            assert not rest.any()  # zero where it grew
+    # the new inputs and the gain learn: a training step moves them off zero
+    grown.train()
+    gopt.zero_grad()
+    grown.offline(x, y, torch.tensor([0.5, 1.0])).pow(2).mean().backward()
+    gopt.step()
+    assert new[train.LOOKAHEAD_KERNEL][:, net.in_features():].abs().sum() > 0
+    with pytest.raises(SystemExit, match="only widen"):
+        train.grow({**ck, "model": grown.state_dict(), "opt": gopt.state_dict(), "net_config": grown.cfg.to_dict()},
+                   NetConfig(**{**cfg.to_dict(), "line_frames": 4, "enc_channels": [4, 8, 12, 16]}), 1e-3)
 
 
 def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):

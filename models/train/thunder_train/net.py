@@ -30,12 +30,15 @@ class NetConfig:
     band_mixer: str = "conv"  # "conv" or "gru" (see DualPath)
     frame_hidden: int = 0  # > 0: a causal GRU over the whole bottleneck frame (see FrameGru)
     bin_hidden: int = 0  # > 0: a causal GRU per bin at the decoder's finest stage (see BinGru)
+    line_frames: int = 0  # > 0: per-bin phase coherence over this many frames (see LineCanceller)
 
     def to_dict(self):
         return asdict(self)
 
 
 IN_FEATURES = 6  # x_t re/im, y re/im, |x_t|, |y|
+LINE_FEATURES = 2  # with LineCanceller: coherence, |y - p|
+MASK_CHANNELS = 4  # Ma, Mb (complex); LineCanceller adds its complex gain G
 
 
 class CausalConv(nn.Module):
@@ -197,6 +200,50 @@ class BinGru(nn.Module):
         return x + v, hn.reshape(-1, f, hdim)
 
 
+class LineCanceller(nn.Module):
+    """Per-bin stationarity of the conditioning y over the last W frames: fixed DSP, no parameters.
+
+    A steady line (a whine, a drone, an organ partial) turns its phase by the same angle every D
+    hops in every bin it covers, in the compressed domain too (compression keeps the phase and a
+    steady magnitude). So c = y[t]·conj(y[t-D]) averaged over W frames keeps its angle, and the
+    coherence |mean c| / mean |c| is near 1 for a line and low for noise and for speech, whose
+    harmonics glide. D = 4 hops is the window length: frames that overlap would make even white
+    noise look coherent (0.7 at D = 1). The frame D hops back turned by that angle,
+    p = e^{j∠mean c}·y[t-D], predicts the line's current value.
+    Everything else that remembers the past sees 500 Hz bands, which cannot tell a line from a
+    voice harmonic (measured: the real recordings' lines survive); this gives the first conv the
+    coherence and |y - p| per 62.5 Hz bin, and the output a term G·p that can subtract a line under
+    speech, where a mask would cut both. The state is the last W + D - 1 frames of y.
+    """
+
+    LAG = -(-C.N_FFT // C.HOP)  # D: the first frame that shares no sample with frame t
+
+    def __init__(self, frames):
+        super().__init__()
+        self.frames = frames
+
+    def history(self):
+        return self.frames + self.LAG - 1
+
+    def forward(self, y, state):
+        w, d = self.frames, self.LAG
+        hist = torch.cat([state, y], dim=3)  # [B, 2, F, W + D - 1 + T]
+        cur, prev = hist[..., d:], hist[..., :-d]
+        cr = cur[:, 0:1] * prev[:, 0:1] + cur[:, 1:2] * prev[:, 1:2]
+        ci = cur[:, 1:2] * prev[:, 0:1] - cur[:, 0:1] * prev[:, 1:2]
+        mag = torch.sqrt(cr * cr + ci * ci + 1e-12)
+        avg = nn.functional.avg_pool2d(torch.cat([cr, ci, mag], dim=1), (1, w), stride=1)  # [B, 3, F, T]
+        ar, ai, am = avg[:, 0:1], avg[:, 1:2], avg[:, 2:3]
+        norm = torch.sqrt(ar * ar + ai * ai + 1e-12)
+        coherence = norm / (am + 1e-6)
+        ur, ui = ar / norm, ai / norm
+        back = hist[..., w - 1 : -d]  # y[t - D] for every output frame
+        pr = ur * back[:, 0:1] - ui * back[:, 1:2]
+        pi = ur * back[:, 1:2] + ui * back[:, 0:1]
+        resid = torch.sqrt((y[:, 0:1] - pr) ** 2 + (y[:, 1:2] - pi) ** 2 + 1e-8)
+        return torch.cat([coherence, resid], dim=1), torch.cat([pr, pi], dim=1), hist[..., -self.history():]
+
+
 class SubPixelUp(nn.Module):
     """Doubles the frequency axis: conv to 2*cout channels, then interleave."""
 
@@ -216,7 +263,10 @@ class ThunderNet(nn.Module):
     def __init__(self, cfg: NetConfig = NetConfig()):
         super().__init__()
         self.cfg = cfg
-        chans = [IN_FEATURES] + list(cfg.enc_channels)
+        if cfg.line_frames > 0 and cfg.lookahead > 0:
+            raise ValueError("line_frames and lookahead cannot be combined (the line prediction is not delayed)")
+        self.lines = LineCanceller(cfg.line_frames) if cfg.line_frames > 0 else None
+        chans = [self.in_features()] + list(cfg.enc_channels)
         self.enc = nn.ModuleList()
         self.enc_norm = nn.ModuleList()
         self.enc_act = nn.ModuleList()
@@ -242,7 +292,7 @@ class ThunderNet(nn.Module):
         self.dec = nn.ModuleList()
         self.dec_norm = nn.ModuleList()
         self.dec_act = nn.ModuleList()
-        outs = list(reversed(chans[1:-1])) + [4]
+        outs = list(reversed(chans[1:-1])) + [MASK_CHANNELS + (2 if self.lines is not None else 0)]
         cin = cb
         for i, co in enumerate(outs):
             self.dec.append(SubPixelUp(cin, co, bins << i))
@@ -254,11 +304,14 @@ class ThunderNet(nn.Module):
         self.register_buffer("t_freqs", 2.0 ** torch.arange(n_freq, dtype=torch.float32), persistent=False)
         self.t_mlp = nn.Sequential(nn.Linear(1 + 2 * n_freq, cfg.t_embed), nn.SiLU(), nn.Linear(cfg.t_embed, cfg.t_embed), nn.SiLU())
 
+    def in_features(self):
+        return IN_FEATURES + (LINE_FEATURES if self.cfg.line_frames > 0 else 0)
+
     # ---- states -------------------------------------------------------------------------
     def state_shapes(self):
         """Per-state shape without the batch dimension, in contract order."""
         shapes = []
-        chans = [IN_FEATURES] + list(self.cfg.enc_channels)
+        chans = [self.in_features()] + list(self.cfg.enc_channels)
         for i, conv in enumerate(self.enc):
             shapes.append([chans[i], conv.kt - 1, self.enc_bins[i]])
         for _ in self.dp:
@@ -269,6 +322,8 @@ class ThunderNet(nn.Module):
             shapes.append([self.bin.bins, self.cfg.bin_hidden])
         if self.cfg.lookahead > 0:
             shapes.append([4, C.N_BINS, self.cfg.lookahead])  # delayed x_t and y for the masks
+        if self.lines is not None:
+            shapes.append([2, C.N_BINS, self.lines.history()])  # the last W + D - 1 frames of y
         return shapes
 
     def zero_states(self, batch: int, dtype=torch.float32, device=None):
@@ -285,7 +340,11 @@ class ThunderNet(nn.Module):
         e = self.t_embedding(t)
         mag_x = torch.sqrt(x_t[:, 0:1] ** 2 + x_t[:, 1:2] ** 2 + 1e-8)
         mag_y = torch.sqrt(y[:, 0:1] ** 2 + y[:, 1:2] ** 2 + 1e-8)
-        h = torch.cat([x_t, y, mag_x, mag_y], dim=1).transpose(2, 3)  # [B, 6, T, F]
+        feats = [x_t, y, mag_x, mag_y]
+        if self.lines is not None:
+            line_feats, line_pred, line_state = self.lines(y, states[-1])
+            feats.append(line_feats)
+        h = torch.cat(feats, dim=1).transpose(2, 3)  # [B, in_features, T, F]
         new_states = []
         skips = []
         k = 0
@@ -322,6 +381,11 @@ class ThunderNet(nn.Module):
         xr, xi = x_t[:, 0:1], x_t[:, 1:2]
         yr, yi = y[:, 0:1], y[:, 1:2]
         out = torch.cat([ar * xr - ai * xi + br * yr - bi * yi, ar * xi + ai * xr + br * yi + bi * yr], dim=1)
+        if self.lines is not None:  # x0 += G * p (G starts at zero when grown)
+            gr, gi = m[:, 4:5], m[:, 5:6]
+            pr, pi = line_pred[:, 0:1], line_pred[:, 1:2]
+            out = out + torch.cat([gr * pr - gi * pi, gr * pi + gi * pr], dim=1)
+            new_states.append(line_state)
         return (out, *new_states)
 
     def offline(self, x_t, y, t):
@@ -338,7 +402,7 @@ def macs_per_frame(net: ThunderNet) -> int:
     """Multiply-accumulates per frame (per network pass), counted analytically."""
     cfg = net.cfg
     total = 0
-    chans = [IN_FEATURES] + list(cfg.enc_channels)
+    chans = [net.in_features()] + list(cfg.enc_channels)
     for i, conv in enumerate(net.enc):
         fo = net.enc_bins[i] // 2
         w = conv.conv.weight
@@ -364,4 +428,6 @@ def macs_per_frame(net: ThunderNet) -> int:
         total += up.conv.weight.numel() * f
         f *= 2
     total += C.N_BINS * 2 * 8  # complex mask application
+    if net.lines is not None:  # c, its magnitude, the W-frame average, p, |y - p|, G * p
+        total += C.N_BINS * (4 + 1 + 3 * cfg.line_frames + 4 + 2 + 8)  # (the average as a W-tap sum)
     return total
