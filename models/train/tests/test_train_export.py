@@ -122,6 +122,55 @@ def test_a_few_training_steps_reduce_the_loss(tiny_corpus):
     assert losses[-1] < 0.7 * losses[0], losses
 
 
+def test_si_sdr_term_is_scale_invariant_and_band_limited():
+    g = torch.Generator().manual_seed(1)
+    clean = torch.randn(2, 8000, generator=g) * 0.1
+    x0 = dsp.analyse(clean)
+    full = train.band_weight(torch.tensor([C.N_BINS, C.N_BINS]))
+    perfect = train.neg_si_sdr(x0, x0, full, 8000)
+    assert perfect < -60  # the loss is minus SI-SDR in dB
+    # An estimate 6 dB too quiet in the waveform (x0 compressed by 0.5 ** 0.5) scores the same.
+    assert train.neg_si_sdr(x0 * 0.5**C.ALPHA, x0, full, 8000) < -60
+    noisy_est = x0 + 0.05 * torch.randn(x0.shape, generator=g)
+    worse = train.neg_si_sdr(noisy_est, x0, full, 8000)
+    assert worse > perfect + 20
+    # Error confined to the bins above a source's band edge is not counted for that source.
+    band = train.band_weight(torch.tensor([200, 200]))
+    above = x0.clone()
+    above[:, :, 200:] += 0.3
+    assert train.neg_si_sdr(above, x0, band, 8000) < -60
+    assert train.neg_si_sdr(above, x0, full, 8000) > -20
+
+
+def test_under_estimate_costs_only_a_too_quiet_prediction():
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.randn(2, 2, C.N_BINS, 10, generator=g)
+    full = train.band_weight(torch.tensor([C.N_BINS, C.N_BINS]))
+    assert train.under_estimate(x0, x0, full) < 1e-9
+    assert train.under_estimate(1.5 * x0, x0, full) < 1e-9  # louder: no cost
+    quiet = train.under_estimate(0.5 * x0, x0, full)
+    # Half the magnitude: the shortfall is the whole error, so it equals the plain MSE.
+    assert torch.allclose(quiet, train.loss_fn(0.5 * x0, x0, full), rtol=1e-4)
+    # Bins above the band edge do not count.
+    low = x0.clone()
+    low[:, :, 100:] *= 0.1
+    assert train.under_estimate(low, x0, train.band_weight(torch.tensor([100, 100]))) < 1e-9
+
+
+def test_training_step_with_the_extra_loss_terms_has_finite_gradients(tiny_corpus):
+    torch.manual_seed(0)
+    m = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0), seed=0)
+    batch = collate([m.example() for _ in range(2)])
+    net = ThunderNet(NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1))
+    gen = torch.Generator().manual_seed(0)
+    plain = train.training_step(net, *batch, 0.3, gen, autocast=False)
+    gen.manual_seed(0)
+    both = train.training_step(net, *batch, 0.3, gen, autocast=False, sisdr_weight=1e-3, under_weight=1.0)
+    assert both.item() != plain.item()
+    both.backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
 def _session(path):
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
