@@ -286,9 +286,10 @@ def main(argv=None):
     ap.add_argument("--sisdr-weight", type=float, default=0.0,
                     help="add this x negative waveform SI-SDR (dB, band-limited) to the MSE (off by default; "
                          "an ablation, models/README.md)")
-    ap.add_argument("--under-weight", type=float, default=0.0,
+    ap.add_argument("--under-weight", type=float, default=0.5,
                     help="add this x the squared compressed-magnitude shortfall (a too-quiet bin costs 1 + this "
-                         "times a too-loud one; off by default; an ablation, models/README.md)")
+                         "times a too-loud one; 0 = the paper's plain MSE; default %(default)s from session 13's "
+                         "ablation, models/README.md Results item 8)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
