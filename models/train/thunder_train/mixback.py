@@ -24,6 +24,8 @@ from . import dsp, sampler
 from .evaluate import load_dev
 from .export import load_checkpoint
 from .metrics import dnsmos, pesq_wb, si_sdr
+from .snr_sweep import snr_list as float_list
+from .study import step_list
 
 
 def post_mix(x, y, lam):
@@ -37,17 +39,13 @@ def post_power(x, y, gamma):
     return x * r.pow(gamma)
 
 
-def floats(s):
-    return [float(v) for v in s.split(",") if v.strip()]
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", required=True, help="training checkpoint (.pt; EMA weights)")
     ap.add_argument("--val-set", type=Path, default=Path("runs/base/val.npz"))
-    ap.add_argument("--mix", type=floats, default=[0.0, 0.05, 0.1, 0.15, 0.2, 0.3])
-    ap.add_argument("--power", type=floats, default=[0.25, 0.5, 1.0, -0.1, -0.25])
-    ap.add_argument("--steps", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1])
+    ap.add_argument("--mix", type=float_list, default=[0.0, 0.05, 0.1, 0.15, 0.2, 0.3])
+    ap.add_argument("--power", type=float_list, default=[0.25, 0.5, 1.0, -0.1, -0.25])
+    ap.add_argument("--steps", type=step_list, default=(0, 1))
     ap.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS on the dev files (faster)")
     ap.add_argument("--out", required=True, help="output prefix (writes .json and .md)")
     args = ap.parse_args(argv)

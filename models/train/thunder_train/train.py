@@ -49,11 +49,16 @@ def band_weight(band_bin, n_bins=C.N_BINS):
     return (f < band_bin.unsqueeze(1)).float()  # [B, F]
 
 
-def loss_fn(x0_hat, x0, w):
-    """MSE in the compressed complex STFT domain, ignoring bins above the source bandwidth."""
-    err = (x0_hat - x0).pow(2).sum(1)  # [B, F, T]
+def band_mean(err, w):
+    """Mean of a per-bin squared error [B, F, T] over the bins below each source's band edge
+    (w [B, F]), per real channel (the 2 of re/im), so magnitude terms share the MSE's scale."""
     w = w.unsqueeze(-1).expand_as(err)
     return (err * w).sum() / (w.sum() * 2 + 1e-9)
+
+
+def loss_fn(x0_hat, x0, w):
+    """MSE in the compressed complex STFT domain, ignoring bins above the source bandwidth."""
+    return band_mean((x0_hat - x0).pow(2).sum(1), w)
 
 
 def under_estimate(x0_hat, x0, w):
@@ -64,9 +69,8 @@ def under_estimate(x0_hat, x0, w):
     toward y's (r^-0.25 with r = |x0_hat| / |y|) or mixing 10 % of y back raises PESQ-WB, and lowering
     them lowers it (runs/lines step 3279): the network over-suppresses where it is unsure.
     """
-    short = (x0.pow(2).sum(1).sqrt() - x0_hat.pow(2).sum(1).add(1e-12).sqrt()).clamp_min(0).pow(2)  # [B, F, T]
-    w = w.unsqueeze(-1).expand_as(short)
-    return (short * w).sum() / (w.sum() * 2 + 1e-9)
+    short = (x0.pow(2).sum(1).sqrt() - x0_hat.pow(2).sum(1).add(1e-12).sqrt()).clamp_min(0)  # [B, F, T]
+    return band_mean(short.pow(2), w)
 
 
 def neg_si_sdr(x0_hat, x0, w, length):
@@ -122,12 +126,13 @@ def training_step(net, noisy, clean, band, reg_frac, gen, autocast, stage2_frac=
     x_t = sampler.bridge_sample(x0, y, t, z)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         x0_hat = net.offline(x_t, y, t)
+    x0_hat = x0_hat.float()
     w = band_weight(band)
-    loss = loss_fn(x0_hat.float(), x0, w)
+    loss = loss_fn(x0_hat, x0, w)
     if sisdr_weight > 0:
-        loss = loss + sisdr_weight * neg_si_sdr(x0_hat.float(), x0, w, noisy.shape[-1])
+        loss = loss + sisdr_weight * neg_si_sdr(x0_hat, x0, w, noisy.shape[-1])
     if under_weight > 0:
-        loss = loss + under_weight * under_estimate(x0_hat.float(), x0, w)
+        loss = loss + under_weight * under_estimate(x0_hat, x0, w)
     return loss
 
 
