@@ -26,7 +26,8 @@ if ((corpus)); then
     codec2-examples flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k \
     festvox-itapc16k fortunes fortunes-min fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl \
     openttd-opensfx bucklespring-data sound-theme-freedesktop lincity-ng-data warzone2100-data \
-    trigger-rally-data colobot-common-sounds klettres-data fillets-ng-data-cs fillets-ng-data-nl; do
+    trigger-rally-data colobot-common-sounds klettres-data fillets-ng-data-cs fillets-ng-data-nl \
+    ktuberling-data hedgewars-data; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$p")
   done
   command -v npm >/dev/null 2>&1 || need_apt+=(npm)

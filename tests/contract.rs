@@ -121,8 +121,19 @@ fn timesteps_match_numpy() {
 /// offline Python sampler run through ONNX Runtime.
 #[test]
 fn sampler_matches_python_reference() {
+    sampler_matches("sampler");
+}
+
+/// The same for a graph with the trained models' optional blocks (frame GRU, line canceller):
+/// their extra state tensors are carried like the others.
+#[test]
+fn sampler_with_line_canceller_matches_python_reference() {
+    sampler_matches("sampler_lines");
+}
+
+fn sampler_matches(key: &str) {
     let fx = fixtures();
-    let s = &fx["sampler"];
+    let s = &fx[key];
     let shape: Vec<usize> = s["shape"]
         .as_array()
         .unwrap()
@@ -138,7 +149,7 @@ fn sampler_matches_python_reference() {
         stft::compress(fr, C::ALPHA, C::BETA, &mut m);
         y.extend_from_slice(&m);
     }
-    let mut model = Some(load_tiny());
+    let mut model = Some(load_fixture_model(s["model"].as_str().unwrap()));
     for (steps, run) in s["runs"].as_object().unwrap() {
         let want = f32s(&run["x0"]);
         for fpc in [1usize, 5, 64] {
@@ -160,7 +171,10 @@ fn sampler_matches_python_reference() {
                     err = err.max((out[t * C::FRAME_LEN + i] - want[i * nt + t]).abs());
                 }
             }
-            assert!(err <= 1e-4, "steps {steps}, {fpc} frames/call: x0 max error {err}");
+            assert!(
+                err <= 1e-4,
+                "{key}, steps {steps}, {fpc} frames/call: x0 max error {err}"
+            );
             model = Some(sampler.into_net());
         }
     }

@@ -35,12 +35,17 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 pub fn load_tiny() -> thunder::model::Model {
+    load_fixture_model("tiny-thunder-la1.onnx")
+}
+
+/// A graph from tests/fixtures, on one thread.
+pub fn load_fixture_model(name: &str) -> thunder::model::Model {
     thunder::model::Model::load(
-        &tiny_model(),
+        &root().join("tests/fixtures").join(name),
         &thunder::model::ModelOptions {
             threads: 1,
             ..Default::default()
         },
     )
-    .expect("load tiny-thunder-la1.onnx (is ONNX Runtime provisioned? run `bash scripts/setup.sh`)")
+    .unwrap_or_else(|e| panic!("load {name} (is ONNX Runtime provisioned? run `bash scripts/setup.sh`): {e}"))
 }

@@ -241,6 +241,36 @@ def test_fillets_splits_speakers_by_language_and_character(tmp_path):
     assert C.read_state_rows(tmp_path / "other", "speech") == []
 
 
+def test_voice_folder_sources_skip_aliases_and_excluded_packs(tmp_path):
+    import soundfile as sf
+
+    rng = np.random.default_rng(2)
+    kt, hw = tmp_path / "ktuberling", tmp_path / "hedgewars"
+    for lang, ext in (("ca", "ogg"), ("fr", "wav")):
+        (kt / lang).mkdir(parents=True)
+        for i in range(4):
+            sf.write(kt / lang / f"w{i}.{ext}", _burst(rng, 0.7, 44100), 44100)
+    shutil.copytree(kt / "ca", kt / "ca@valencia")  # a locale alias with the same takes
+    (kt / "ca.soundtheme").write_text("<language/>")  # not a folder
+    for pack in ("Default", "Default_es", "Robot"):
+        (hw / pack).mkdir(parents=True)
+        for i in range(4):
+            sf.write(hw / pack / f"Hello{i}.ogg", _burst(rng, 0.7, 48000), 48000, format="OGG", subtype="VORBIS")
+
+    out = tmp_path / "corpus"
+    C.build_ktuberling(out, kt)
+    C.build_hedgewars(out, hw)
+    rows = C.read_state_rows(out, "speech")
+    by = {(r["source"], r["speaker"], r["language"]) for r in rows}
+    assert by == {("ktuberling", "ktuberling_ca", "ca"), ("ktuberling", "ktuberling_fr", "fr"),
+                  ("hedgewars", "hedgewars_Default", "en"), ("hedgewars", "hedgewars_Default_es", "es")}
+    assert all(r["split"] == "train" for r in rows)
+    C.build_ktuberling(out, kt)  # resuming adds nothing
+    assert len(C.read_state_rows(out, "speech")) == len(rows)
+    C.build_hedgewars(tmp_path / "other", tmp_path / "missing")  # not installed: a warning, no rows
+    assert C.read_state_rows(tmp_path / "other", "speech") == []
+
+
 def test_group_clips():
     n = int(0.5 * C.SR)
     # 4 clips + 3 gaps = 2.75 s >= 2.5 s: two groups of 4; the last lone 0.5 s clip is dropped.

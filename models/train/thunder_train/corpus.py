@@ -425,6 +425,8 @@ LICENCES = {
     "fillets_nl": ("GPL-2", "Debian fillets-ng-data-nl (Fish Fillets NG Dutch voice-acted dialogue)."),
     "fillets_en": ("GPL-2", "Debian fillets-ng-data (Fish Fillets NG English dialogue lines)."),
     "klettres": ("GPL-2+", "Debian klettres-data (KDE KLettres letter and syllable recordings, one native speaker per language)."),
+    "ktuberling": ("GPL-2+", "Debian ktuberling-data (KDE KTuberling: object names read by volunteers, one folder per language)."),
+    "hedgewars": ("GFDL-1.3", "Debian hedgewars-data (Hedgewars voice packs: short acted exclamations; the vocoded Robot pack excluded)."),
     "librivox": ("Public domain (LibriVox recording); packaging BSD-2-Clause (CMU)", "Debian pocketsphinx-testdata, LibriVox 'Sense and Sensibility' ch. 1 clips."),
     "espeak": ("GPL-3+ (espeak-ng); synthetic output, text: fortune-mod data (BSD-4-clause-UC/various free)", "espeak-ng formant synthesis, Debian espeak-ng-data."),
     "flite": ("Flite licence (BSD-like, CMU); voices kal16/awb/rms/slt", "Debian flite (CMU Flite)."),
@@ -458,6 +460,8 @@ EXCLUDED = [
     ("asterisk-prompt-it-menardi-wav, asterisk-prompt-fr-armelle, asterisk-prompt-es-co",
      "real voices, but 8 kHz (fr/es also GSM-coded): 4 kHz band only; KLettres adds full-band real voices instead."),
     ("klettres hu voice and clipped takes (almost all of ml)", "noise floor under 30 dB below the speech, or clipped."),
+    ("ktuberling and hedgewars takes that fail the same test (about 46 % and 40 %), hedgewars Robot pack",
+     "noisy or clipped; Robot is vocoded (not a clean speech target)."),
 ]
 
 
@@ -716,30 +720,76 @@ def train_utterances(root: Path, src: str, speaker: str, language: str, clips: l
     return rows
 
 
-def build_klettres(root: Path, src_root: Path = KLETTRES_ROOT) -> None:
-    """Real voices from KDE's KLettres (letters and syllables read by native speakers, one voice
-    per language). Clipped or noisy takes are dropped; the rest are joined into short word lists.
-    Every voice is a training speaker, so the fixed validation and test sets do not change."""
-    src = "klettres"
-    voices = sorted(d for d in Path(src_root).glob("*") if d.is_dir() and any(d.glob("*/*.ogg")))
+def build_voice_folders(root: Path, src: str, src_root: Path, patterns: tuple[str, ...], install: str,
+                        language=lambda name: name, exclude: tuple[str, ...] = ()) -> None:
+    """Real voices laid out one speaker per sub-folder of `src_root`, each folder's takes matching
+    one of `patterns`: clipped or noisy takes are dropped (clean_take), the rest joined into short
+    utterances (train_utterances). Every voice is a training speaker, so the fixed validation and
+    test sets do not change. A folder whose takes are byte-identical to an earlier folder's (a
+    locale alias) is skipped, and so are the names in `exclude`."""
+    def takes(folder: Path) -> list[Path]:
+        return sorted(f for p in patterns for f in folder.glob(p))
+
+    src_root = Path(src_root)
+    voices = sorted(d for d in src_root.glob("*") if d.is_dir() and d.name not in exclude and takes(d)) \
+        if src_root.is_dir() else []
     if not voices:
-        log(f"WARNING: {src_root} has no voices; install with: apt-get install klettres-data (skipping)")
+        log(f"WARNING: {src_root} has no voices; install with: apt-get install {install} (skipping)")
         return
     state = StateLog(root, "speech", src)
-    kept_total, files_total = 0, 0
+    kept_total, files_total, seen = 0, 0, set()
     for v in voices:
+        files = takes(v)
+        digest = hashlib.sha1(b"".join(hashlib.sha1(f.read_bytes()).digest() for f in files)).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
         item = f"voice:{v.name}"
         if state.done(item):
             continue
-        files = sorted(v.glob("*/*.ogg"))
         clips = [x for x in map(clean_take, files) if x is not None]
         files_total += len(files)
         kept_total += len(clips)
-        rows = train_utterances(root, src, f"klettres_{v.name}", v.name, clips, f"{v.name}_{{:03d}}")
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", v.name)
+        rows = train_utterances(root, src, f"{src}_{name}", language(v.name), clips, f"{name}_{{:03d}}")
         state.add(rows, item)
         bw = rows[0]["bandwidth_hz"] if rows else SR // 2
         log(f"speech/{src}: {v.name}: {len(clips)}/{len(files)} takes kept -> {len(rows)} utterances, bandwidth {bw} Hz")
     log(f"speech/{src}: {len(state.rows)} files (train){f'; kept {kept_total}/{files_total} takes' if files_total else ''}")
+
+
+def build_klettres(root: Path, src_root: Path = KLETTRES_ROOT) -> None:
+    """Real voices from KDE's KLettres (letters and syllables read by native speakers, one voice
+    per language), joined into short word lists."""
+    build_voice_folders(root, "klettres", src_root, ("*/*.ogg",), "klettres-data")
+
+
+KTUBERLING_ROOT = Path("/usr/share/ktuberling/sounds")
+
+
+def build_ktuberling(root: Path, src_root: Path = KTUBERLING_ROOT) -> None:
+    """Real voices from KDE's KTuberling (ktuberling-data, GPL-2+): the names of the game's
+    objects read by volunteers, one folder per language (taken as one speaker), recorded on
+    their own microphones at 22.05-44.1 kHz."""
+    build_voice_folders(root, "ktuberling", src_root, ("*.ogg", "*.wav"), "ktuberling-data",
+                        language=lambda name: name.split("@")[0])
+
+
+HEDGEWARS_ROOT = Path("/usr/share/games/hedgewars/Data/Sounds/voices")
+HEDGEWARS_EXCLUDE = ("Robot",)  # a vocoded voice, not a clean speech target
+
+
+def hedgewars_language(name: str) -> str:
+    """Voice pack -> language: `Default_es` is Spanish, `Russian_pl` Polish; the rest English."""
+    suffix = name.rsplit("_", 1)[-1] if "_" in name else ""
+    return suffix if len(suffix) == 2 else "en"
+
+
+def build_hedgewars(root: Path, src_root: Path = HEDGEWARS_ROOT) -> None:
+    """Real voices from Hedgewars (hedgewars-data, GFDL-1.3): the game's voice packs, one actor
+    per pack, short acted exclamations at 44.1/48 kHz."""
+    build_voice_folders(root, "hedgewars", src_root, ("*.ogg",), "hedgewars-data", language=hedgewars_language,
+                        exclude=HEDGEWARS_EXCLUDE)
 
 
 FILLETS_ROOT = Path("/usr/share/games/fillets-ng/sound")
@@ -1543,6 +1593,8 @@ def build(out: Path, stages: list[str], kokoro_minutes: float, espeak_per_varian
             build_librivox(out)
             build_klettres(out)
             build_fillets(out)
+            build_ktuberling(out)
+            build_hedgewars(out)
             build_espeak(out, espeak_per_variant, texts)
             build_flite(out, flite_per_voice, texts)
             build_festival(out, festival_per_voice, texts)

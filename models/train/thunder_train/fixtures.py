@@ -4,7 +4,10 @@
 
 contract.json: DSP constants, a test waveform with its compressed STFT and iSTFT round trip,
 counter-based noise samples, and the two-stage sampler run through ONNX Runtime on a small
-exported graph (tiny-thunder-la1.onnx, random weights, look-ahead 1) at steps 0, 1 and 2.
+exported graph (tiny-thunder-la1.onnx, random weights, look-ahead 1) at steps 0, 1 and 2;
+"sampler_lines" the same for a graph with the optional blocks the trained models use
+(tiny-thunder-lines.onnx: frame GRU and line canceller, look-ahead 0), whose extra state tensors
+the engine must carry like any other.
 """
 
 import json
@@ -30,27 +33,32 @@ def test_signal(n=2000, seed=3):
     return x.astype(np.float32)
 
 
-def main():
-    FIXTURES.mkdir(parents=True, exist_ok=True)
+def sampler_fixture(cfg: NetConfig, name: str, y: torch.Tensor, n: int) -> dict:
+    """Export a random-weight graph as tests/fixtures/<name>.onnx and run the offline sampler
+    through ONNX Runtime at steps 0, 1 and 2 (seed 42): the Rust engine must reproduce each run."""
     torch.manual_seed(1234)
-    net = ThunderNet(NetConfig(lookahead=1)).eval()
+    net = ThunderNet(cfg).eval()
     with torch.no_grad():  # make the random net's masks non-trivial
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    onnx_path = FIXTURES / "tiny-thunder-la1.onnx"
-    export_onnx(net, onnx_path, name="tiny-thunder-la1", version="0.0.0", training_data="none (random weights, test fixture)")
+    onnx_path = FIXTURES / f"{name}.onnx"
+    export_onnx(net, onnx_path, name=name, version="0.0.0", training_data="none (random weights, test fixture)")
+    denoise = OnnxThunder(onnx_path).denoise
+    runs = {}
+    for steps in (0, 1, 2):
+        out = sampler.enhance(denoise, y, steps, seed=42)
+        wave = dsp.synthesise(out, n)[0].numpy()
+        runs[str(steps)] = {"x0": out[0].numpy().ravel().tolist(), "wave": wave.tolist()}
+    return {"model": onnx_path.name, "seed": 42, "shape": list(y.shape[1:]), "runs": runs}
 
+
+def main():
+    FIXTURES.mkdir(parents=True, exist_ok=True)
     x = test_signal()
     spec = dsp.stft(torch.from_numpy(x)[None])[0]
     comp = dsp.compress(spec)
     y = dsp.to_channels(comp[None])
     recon = dsp.istft(spec[None], len(x))[0].numpy()
-    denoise = OnnxThunder(onnx_path).denoise
-    runs = {}
-    for steps in (0, 1, 2):
-        out = sampler.enhance(denoise, y, steps, seed=42)
-        wave = dsp.synthesise(out, len(x))[0].numpy()
-        runs[str(steps)] = {"x0": out[0].numpy().ravel().tolist(), "wave": wave.tolist()}
     fx = {
         "constants": {
             "sample_rate": C.SAMPLE_RATE, "n_fft": C.N_FFT, "hop": C.HOP, "n_bins": C.N_BINS,
@@ -69,10 +77,12 @@ def main():
         "noise": {"seed": 42, "stream": 3, "frame": 17, "z": rng.frame_noise(42, 3, 17).ravel().tolist()},
         "noise_mix": [[s, int(rng.mix(np.uint64(s)))] for s in (0, 1, 42, 2**63)],
         "timesteps": {str(n): sampler.timesteps(n).tolist() for n in (1, 2, 3, 5)},
-        "sampler": {"model": onnx_path.name, "seed": 42, "shape": list(y.shape[1:]), "runs": runs},
+        "sampler": sampler_fixture(NetConfig(lookahead=1), "tiny-thunder-la1", y, len(x)),
+        # Small stand-ins for the trained models' frame GRU (192) and line canceller (32 frames).
+        "sampler_lines": sampler_fixture(NetConfig(frame_hidden=16, line_frames=8), "tiny-thunder-lines", y, len(x)),
     }
     (FIXTURES / "contract.json").write_text(json.dumps(fx))
-    print("wrote", FIXTURES / "contract.json", "and", onnx_path)
+    print("wrote", FIXTURES / "contract.json", "and", ", ".join(fx[k]["model"] for k in ("sampler", "sampler_lines")))
 
 
 if __name__ == "__main__":

@@ -364,6 +364,11 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=2, help="enhance --jobs")
     ap.add_argument("--bin-dir", type=Path, default=ROOT / "target" / "release")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-multi", action="store_true",
+                    help="skip the multi-domain fine-tune (re-making the default from a new base: the merges are "
+                         "still compared with the base and the experts)")
+    ap.add_argument("--base-version", help="version string of the base in the models' metadata (default: step<N> "
+                                           "from the checkpoint; set it when the step counts a branch, not the run)")
     ap.add_argument("--experts-only", action="store_true",
                     help="stop after the experts: score base and experts on the test sets (fine-tuning A/B runs)")
     ap.add_argument("--ship", action="store_true", help="install the best-on-validation merge as the default model")
@@ -394,7 +399,7 @@ def main(argv=None):
     sets = build_sets(work, args.corpus, domains, args.n_val, args.n_test, dev=not args.no_dev)
     mdir = work / "models"
     base_step = torch.load(args.base_ckpt, map_location="cpu", weights_only=False)["step"]
-    base_version = f"step{base_step}"
+    base_version = args.base_version or f"step{base_step}"
     base = export(args.base_ckpt, mdir / "base.onnx", "thunder-16k-base", base_version)
     models, budgets = {"base": base}, {}
     for d in domains:
@@ -405,7 +410,7 @@ def main(argv=None):
     if args.experts_only:
         experts_report(args, work, sets, domains, models, budgets, t_start)
         return
-    if len(domains) > 1:
+    if len(domains) > 1 and not args.no_multi:
         run = work / "runs" / "union"
         budgets["multi"] = finetune(args, run, "+".join(domains), args.ft_steps * len(domains))
         models["multi"] = export(run / "last.pt", mdir / "multi.onnx", "thunder-16k-multi",
@@ -466,8 +471,10 @@ def main(argv=None):
     args.report.with_suffix(".json").write_text(json.dumps(report, indent=1))
     md = [f"## Domain-expert study ({', '.join(domains)})", "",
           f"Base: `{args.base_ckpt}`; experts: {args.ft_steps} fine-tuning steps each (batch {args.batch} x "
-          f"{args.seconds} s, lr {args.ft_lr}); multi-domain: {args.ft_steps * len(domains)} steps on the union. "
-          f"Test sets: {args.n_test} x 4 s mixtures per domain (held-out speakers, noise files, rooms)"
+          f"{args.seconds} s, lr {args.ft_lr}); "
+          + ("no multi-domain fine-tune (--no-multi). " if "multi" not in models else
+             f"multi-domain: {args.ft_steps * len(domains)} steps on the union. ")
+          + f"Test sets: {args.n_test} x 4 s mixtures per domain (held-out speakers, noise files, rooms)"
           + ("" if args.no_dev else " and the 3 real dev recordings") + ". All scores from the Rust engine.", "",
           "Budgets (steps, wall seconds): " + ", ".join(f"{k} {v['steps']} / {v['wall_s']:.0f}" for k, v in budgets.items()),
           ""]
