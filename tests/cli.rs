@@ -287,7 +287,7 @@ fn bad_models_runtimes_and_outputs() {
     std::fs::write(&garbage, b"\x08\x07garbage that is not protobuf").unwrap();
     for (model, msg) in [
         (garbage.clone(), "cannot load"),
-        (root().join("tests/fixtures/not-thunder.onnx"), "not a Thunder model"),
+        (fixture("not-thunder.onnx"), "not a Thunder model"),
         (d.path().join("nope.onnx"), "no such file"),
     ] {
         let o = run(&[s(&inp), s(&out), "--model", s(&model)], None);

@@ -8,13 +8,20 @@ pub fn root() -> PathBuf {
 }
 
 pub fn fixtures() -> serde_json::Value {
-    let text =
-        std::fs::read_to_string(root().join("tests/fixtures/contract.json")).expect("tests/fixtures/contract.json");
+    let text = std::fs::read_to_string(fixture("contract.json")).expect("tests/fixtures/contract.json");
     serde_json::from_str(&text).unwrap()
 }
 
+/// The look-ahead-1 graph most tests run (random weights).
+pub const TINY: &str = "tiny-thunder-la1.onnx";
+
+/// A file under tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
 pub fn tiny_model() -> PathBuf {
-    root().join("tests/fixtures/tiny-thunder-la1.onnx")
+    fixture(TINY)
 }
 
 pub fn f32s(v: &serde_json::Value) -> Vec<f32> {
@@ -35,13 +42,13 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 pub fn load_tiny() -> thunder::model::Model {
-    load_fixture_model("tiny-thunder-la1.onnx")
+    load_fixture_model(TINY)
 }
 
 /// A graph from tests/fixtures, on one thread.
 pub fn load_fixture_model(name: &str) -> thunder::model::Model {
     thunder::model::Model::load(
-        &root().join("tests/fixtures").join(name),
+        &fixture(name),
         &thunder::model::ModelOptions {
             threads: 1,
             ..Default::default()
