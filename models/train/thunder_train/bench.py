@@ -1,9 +1,13 @@
 """Speed of one network pass in ONNX Runtime on one thread (the model card's latency numbers).
 
     python -m thunder_train.bench --model ../thunder-16k-base.onnx
+    python -m thunder_train.bench --model old.onnx --model new.onnx   # a same-run A/B
 
-Offline: T = 1250 frames (10 s) per call; streaming: 1 frame per call with carried state.
-The engine's own criterion benchmarks (benches/) measure the full pipeline in Rust.
+Offline: T = 1250 frames (10 s) per call, RTF per pass = median over the rounds (and the fastest
+round); streaming: 1 frame per call with the states carried from call to call, p50/p99 over all
+calls. With several models the rounds interleave them, so that a machine whose speed drifts (a
+shared VM, turbo, another job) shifts every model alike: compare models within one run only.
+The engine's own benchmarks (benches/) measure the full pipeline in Rust.
 """
 
 import argparse
@@ -15,50 +19,71 @@ import onnxruntime as ort
 
 from . import contract as C
 
+OFFLINE_FRAMES = 1250
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--calls", type=int, default=2000)
-    args = ap.parse_args(argv)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = args.threads
-    so.inter_op_num_threads = 1
-    s = ort.InferenceSession(args.model, so, providers=["CPUExecutionProvider"])
-    meta = s.get_modelmeta().custom_metadata_map
-    shapes = json.loads(meta["thunder.state_shapes"])
-    rng = np.random.default_rng(0)
 
-    def feeds(T):
-        f = {C.INPUT_XT: rng.standard_normal((1, 2, C.N_BINS, T)).astype(np.float32) * 0.3,
-             C.INPUT_Y: rng.standard_normal((1, 2, C.N_BINS, T)).astype(np.float32) * 0.3,
+class Subject:
+    """One model under test: its session, inputs, and the times measured so far."""
+
+    def __init__(self, path, threads, rng):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        self.path = path
+        self.session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        self.meta = self.session.get_modelmeta().custom_metadata_map
+        self.shapes = json.loads(self.meta["thunder.state_shapes"])
+        self.offline = self.feeds(OFFLINE_FRAMES, rng)
+        self.stream = self.feeds(1, rng)
+        self.out_names = [o.name for o in self.session.get_outputs()]
+        self.rtf, self.call_ms = [], []
+
+    def feeds(self, frames, rng):
+        f = {C.INPUT_XT: rng.standard_normal((1, 2, C.N_BINS, frames)).astype(np.float32) * 0.3,
+             C.INPUT_Y: rng.standard_normal((1, 2, C.N_BINS, frames)).astype(np.float32) * 0.3,
              C.INPUT_T: np.ones(1, np.float32)}
-        for k, v in shapes.items():
+        for k, v in self.shapes.items():
             f[k] = np.zeros([1, *v[1:]], np.float32)
         return f
 
-    T = 1250
-    f = feeds(T)
-    s.run(None, f)
-    reps = 5
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        s.run(None, f)
-    rtf = (time.perf_counter() - t0) / reps / (T * C.HOP / C.SAMPLE_RATE)
-    f = feeds(1)
-    for _ in range(100):
-        s.run(None, f)
-    ts = []
-    for _ in range(args.calls):
+    def round(self, calls):
         t0 = time.perf_counter()
-        s.run(None, f)
-        ts.append(time.perf_counter() - t0)
-    ts = np.array(ts) * 1e3
-    res = {"model": args.model, "threads": args.threads, "macs_per_frame": int(meta.get("thunder.macs_per_frame", 0)),
-           "offline_rtf_per_pass": round(rtf, 4), "stream_ms_p50": round(float(np.median(ts)), 3),
-           "stream_ms_p99": round(float(np.percentile(ts, 99)), 3), "stream_ms_max": round(float(ts.max()), 3)}
-    print(json.dumps(res))
+        self.session.run(None, self.offline)
+        self.rtf.append((time.perf_counter() - t0) / (OFFLINE_FRAMES * C.HOP / C.SAMPLE_RATE))
+        f = self.stream
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            out = self.session.run(None, f)
+            self.call_ms.append((time.perf_counter() - t0) * 1e3)
+            for name, value in zip(self.out_names[1:], out[1:]):  # state_out_k -> state_in_k
+                f[name.replace("state_out_", "state_in_")] = value
+
+    def result(self, threads):
+        ts = np.array(self.call_ms)
+        return {"model": self.path, "threads": threads, "macs_per_frame": int(self.meta.get("thunder.macs_per_frame", 0)),
+                "offline_rtf_per_pass": round(float(np.median(self.rtf)), 4),
+                "offline_rtf_fastest_round": round(float(np.min(self.rtf)), 4),
+                "stream_ms_p50": round(float(np.median(ts)), 3), "stream_ms_p99": round(float(np.percentile(ts, 99)), 3),
+                "stream_ms_max": round(float(ts.max()), 3)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, action="append", help="an ONNX model; repeat for an interleaved A/B")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--calls", type=int, default=2000, help="1-frame streaming calls per model")
+    ap.add_argument("--rounds", type=int, default=10, help="offline calls per model (interleaved with the streaming ones)")
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(0)
+    subjects = [Subject(p, args.threads, rng) for p in args.model]
+    for s in subjects:  # warm-up: first-call allocations and the states' start
+        s.round(100)
+        s.rtf, s.call_ms = [], []
+    for _ in range(args.rounds):
+        for s in subjects:
+            s.round(max(1, args.calls // args.rounds))
+    for s in subjects:
+        print(json.dumps(s.result(args.threads)))
 
 
 if __name__ == "__main__":

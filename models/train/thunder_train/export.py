@@ -122,6 +122,9 @@ def main(argv=None):
     ap.add_argument("--raw", action="store_true",
                     help="export the raw training weights instead of the EMA (diagnostics: a block grown a few "
                          "hundred steps ago is still mostly its zero start in the EMA)")
+    ap.add_argument("--training-data",
+                    help="the model's thunder.training_data text (default: the checkpoint's own summary, which "
+                         "names its whole lineage for runs trained since session 15)")
     args = ap.parse_args(argv)
     if args.random:
         torch.manual_seed(args.seed)
@@ -130,7 +133,7 @@ def main(argv=None):
     else:
         ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
         net = load_checkpoint(args.ckpt, use_ema=not args.raw)
-        data = ck.get("training_data", "") + (" (raw weights, not EMA)" if args.raw else "")
+        data = (args.training_data or ck.get("training_data", "")) + (" (raw weights, not EMA)" if args.raw else "")
     out = Path(args.out)
     export_onnx(net, out, args.name, args.version, data)
     export_safetensors(net, out.with_suffix(".safetensors"), {"thunder.net_config": json.dumps(net.cfg.to_dict())})

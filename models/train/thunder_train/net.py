@@ -41,6 +41,35 @@ LINE_FEATURES = 2  # with LineCanceller: coherence, |y - p|
 MASK_CHANNELS = 4  # Ma, Mb (complex); LineCanceller adds its complex gain G
 
 
+class _OnnxReshape(torch.autograd.Function):
+    """Exports reshape() as one ONNX Reshape with a constant target shape."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        return x.reshape(_resolve(x, shape))
+
+    @staticmethod
+    def symbolic(g, x, shape):
+        return g.op("Reshape", x, g.op("Constant", value_t=torch.tensor(shape, dtype=torch.int64)))
+
+
+def _resolve(x, shape):
+    return [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+
+
+def reshape(x, *shape):
+    """x.reshape(shape), where 0 keeps x's size at that index (ONNX Reshape's own meaning of 0).
+
+    Why: torch.reshape with a size read from x.shape exports as Shape, Gather, Unsqueeze and Concat
+    nodes that recompute the target shape on every call. With the batch kept by 0 and the frame count
+    left to -1, the target shape is a constant; in 1-frame streaming, where a call is a few hundred
+    tiny nodes, every node counts.
+    """
+    if torch.onnx.is_in_onnx_export():
+        return _OnnxReshape.apply(x, shape)
+    return x.reshape(_resolve(x, shape))
+
+
 class CausalConv(nn.Module):
     """Conv over (time, freq); time is causal via an explicit history state."""
 
@@ -63,7 +92,15 @@ class Film(nn.Module):
         nn.init.zeros_(self.lin.bias)
 
     def forward(self, x, e):
-        g, b = self.lin(e).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        """x: [B, C, T, F]."""
+        c = self.lin.out_features // 2
+        g, b = reshape(self.lin(e), -1, 2 * c, 1, 1).split([c, c], dim=1)
+        return x * (1.0 + g) + b
+
+    def channels_last(self, x, e):
+        """x: [T, B, F, C] (the bottleneck's layout)."""
+        c = self.lin.out_features // 2
+        g, b = reshape(self.lin(e), 1, -1, 1, 2 * c).split([c, c], dim=-1)
         return x * (1.0 + g) + b
 
 
@@ -72,6 +109,9 @@ class DualPath(nn.Module):
 
     band_mixer "gru": bidirectional GRU across bands; "conv": conv along bands plus a learned
     all-band mixing matrix (parallel, ~3x cheaper to train on CPU).
+
+    Works in the bottleneck's time-major layout [T, B, F, C] (see ThunderNet.forward): the time GRU
+    reads it as [T, B*F, C] without a copy, and everything else acts on the last axis or along F.
     """
 
     def __init__(self, ch, bands, time_hidden, emb, band_mixer="conv"):
@@ -85,37 +125,44 @@ class DualPath(nn.Module):
             self.gru_f = nn.GRU(ch, ch // 2, batch_first=True, bidirectional=True)
             self.proj_f = nn.Linear(ch, ch)
         else:
+            # kept as convolutions (their parameter shapes are the checkpoints' and the merge's);
+            # applied as matrix products on the last axis, see band_conv
             self.conv_f = nn.Conv2d(ch, ch, (1, 3), padding=(0, 1))
             self.act_f = nn.LeakyReLU(0.1)
             self.mix_f = nn.Linear(bands, bands)
             self.proj_f = nn.Conv2d(ch, ch, 1)
         self.norm_t = nn.LayerNorm(ch)
-        self.gru_t = nn.GRU(ch, time_hidden, batch_first=True)
+        self.gru_t = nn.GRU(ch, time_hidden)  # time-major: ONNX GRU's own layout, no transposes
         self.proj_t = nn.Linear(time_hidden, ch)
         self.film = Film(emb, ch)
 
+    def band_conv(self, u):
+        """conv_f (kernel 3 along bands, zero padding) on [..., F, C]: the three shifted copies side by
+        side on the channel axis, times the kernel laid out as [C_out, 3 * C_in]."""
+        f, c = self.bands, self.ch
+        up = nn.functional.pad(u, (0, 0, 1, 1))
+        taps = torch.cat([up[..., 0:f, :], up[..., 1 : f + 1, :], up[..., 2 : f + 2, :]], dim=-1)
+        w = self.conv_f.weight[:, :, 0, :].permute(0, 2, 1).reshape(c, 3 * c)
+        return nn.functional.linear(taps, w, self.conv_f.bias)
+
     def forward(self, x, h, e):
+        """x: [T, B, F, C]; h: [B, F, H]; e: [B, emb]."""
         # Reshapes use the constant band/channel counts and -1, which keeps shape arithmetic
         # (and its per-call cost in 1-frame streaming) out of the exported graph.
         f, c, hdim = self.bands, self.ch, self.time_hidden
-        t = x.shape[2]
-        if self.band_mixer == "gru":  # [B*T, F, C]
-            u = x.permute(0, 2, 3, 1).reshape(-1, f, c)
-            u = self.proj_f(self.gru_f(self.norm_f(u))[0])
-            x = x + u.reshape(-1, t, f, c).permute(0, 3, 1, 2)
+        u = self.norm_f(x)
+        if self.band_mixer == "gru":  # [T*B, F, C]
+            u = self.proj_f(self.gru_f(u.reshape(-1, f, c))[0])
+            x = x + u.reshape(x.shape)
         else:
-            u = self.norm_f(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-            u = self.act_f(self.conv_f(u))
-            u = u + self.mix_f(u)
-            x = x + self.proj_f(u)
-        x = self.film(x, e)
-        # Across time per band: [B*F, T, C]; h: [B, F, H] -> [1, B*F, H]
-        v = x.permute(0, 3, 2, 1).reshape(-1, t, c)
-        h0 = h.reshape(1, -1, hdim)
-        v, hn = self.gru_t(self.norm_t(v), h0)
-        v = self.proj_t(v)
-        x = x + v.reshape(-1, f, t, c).permute(0, 3, 2, 1)
-        return x, hn.reshape(-1, f, hdim)
+            u = self.act_f(self.band_conv(u))
+            u = u + torch.matmul(self.mix_f.weight, u) + self.mix_f.bias.unsqueeze(-1)  # mixes F
+            x = x + nn.functional.linear(u, self.proj_f.weight[:, :, 0, 0], self.proj_f.bias)
+        x = self.film.channels_last(x, e)
+        # Across time per band: [T, B*F, C]; h: [B, F, H] -> [1, B*F, H]
+        v, hn = self.gru_t(reshape(self.norm_t(x), 0, -1, c), reshape(h, 1, -1, hdim))
+        x = x + reshape(self.proj_t(v), 0, -1, f, c)
+        return x, reshape(hn, -1, f, hdim)
 
 
 class FrameGru(nn.Module):
@@ -124,6 +171,10 @@ class FrameGru(nn.Module):
     The dual-path blocks only see one band's history; this gives every band the full spectral
     context of the past. The output projection starts at zero, so adding the block to a trained
     network leaves its function unchanged (`train.py --grow`).
+
+    Its parameters index the frame's 768 features channel-major (c * F + f, the [B, C, T, F]
+    layout it was trained in); the bottleneck's [T, B, F, C] layout flattens band-major
+    (f * C + c), so forward reorders the weights, not the activations (constant-folded in ONNX).
     """
 
     def __init__(self, ch, bands, hidden, emb):
@@ -133,18 +184,25 @@ class FrameGru(nn.Module):
         self.norm = nn.LayerNorm(feats)
         self.proj_in = nn.Linear(feats, hidden)
         self.t_in = nn.Linear(emb, hidden)
-        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.gru = nn.GRU(hidden, hidden)  # time-major
         self.proj_out = nn.Linear(hidden, feats)
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
+    def band_major(self, w):
+        """Reorder a feature axis (dim 0 of w) from c * F + f to f * C + c."""
+        return w.reshape(self.ch, self.bands, *w.shape[1:]).transpose(0, 1).reshape(w.shape)
+
     def forward(self, x, h, e):
-        c, f, t = self.ch, self.bands, x.shape[2]
-        u = x.permute(0, 2, 1, 3).reshape(-1, t, c * f)  # [B, T, C*F]
-        u = self.proj_in(self.norm(u)) + self.t_in(e).unsqueeze(1)
-        u, hn = self.gru(u, h.unsqueeze(0))
-        u = self.proj_out(u).reshape(-1, t, c, f).permute(0, 2, 1, 3)
-        return x + u, hn.squeeze(0)
+        """x: [T, B, F, C]; h: [B, H]; e: [B, emb]."""
+        c, f = self.ch, self.bands
+        u = reshape(x, 0, -1, f * c)
+        u = nn.functional.layer_norm(u, (f * c,), self.band_major(self.norm.weight),
+                                     self.band_major(self.norm.bias), self.norm.eps)
+        u = nn.functional.linear(u, self.band_major(self.proj_in.weight.t()).t(), self.proj_in.bias)
+        u, hn = self.gru(u + self.t_in(e).unsqueeze(0), h.unsqueeze(0))
+        u = nn.functional.linear(u, self.band_major(self.proj_out.weight), self.band_major(self.proj_out.bias))
+        return x + reshape(u, 0, -1, f, c), hn.squeeze(0)
 
 
 class BinGru(nn.Module):
@@ -240,8 +298,10 @@ class LineCanceller(nn.Module):
         back = hist[..., w - 1 : -d]  # y[t - D] for every output frame
         pr = ur * back[:, 0:1] - ui * back[:, 1:2]
         pi = ur * back[:, 1:2] + ui * back[:, 0:1]
-        resid = torch.sqrt((y[:, 0:1] - pr) ** 2 + (y[:, 1:2] - pi) ** 2 + 1e-8)
-        return torch.cat([coherence, resid], dim=1), torch.cat([pr, pi], dim=1), hist[..., -self.history():]
+        p = torch.cat([pr, pi], dim=1)
+        err = y - p  # (err * err).sum: two nodes where squaring each part took seven (1-frame streaming)
+        resid = torch.sqrt((err * err).sum(1, keepdim=True) + 1e-8)
+        return torch.cat([coherence, resid], dim=1), p, hist[..., -self.history():]
 
 
 class SubPixelUp(nn.Module):
@@ -254,9 +314,8 @@ class SubPixelUp(nn.Module):
         self.conv = nn.Conv2d(cin, 2 * cout, (1, kf), padding=(0, kf // 2))
 
     def forward(self, x):
-        t, f = x.shape[2], self.bins
-        y = self.conv(x).reshape(-1, self.cout, 2, t, f)
-        return y.permute(0, 1, 3, 4, 2).reshape(-1, self.cout, t, 2 * f)
+        y = reshape(self.conv(x), 0, self.cout, 2, -1, self.bins)
+        return reshape(y.permute(0, 1, 3, 4, 2), 0, self.cout, -1, 2 * self.bins)
 
 
 class ThunderNet(nn.Module):
@@ -338,9 +397,9 @@ class ThunderNet(nn.Module):
     def forward(self, x_t, y, t, *states):
         """x_t, y: [B, 2, 256, T]; t: [B]; states as state_shapes(). Returns (x0, *new_states)."""
         e = self.t_embedding(t)
-        mag_x = torch.sqrt(x_t[:, 0:1] ** 2 + x_t[:, 1:2] ** 2 + 1e-8)
-        mag_y = torch.sqrt(y[:, 0:1] ** 2 + y[:, 1:2] ** 2 + 1e-8)
-        feats = [x_t, y, mag_x, mag_y]
+        xy = torch.cat([x_t, y], dim=1)
+        mags = torch.sqrt(reshape(xy * xy, 0, 2, 2, C.N_BINS, -1).sum(2) + 1e-8)  # |x_t|, |y|
+        feats = [xy, mags]
         if self.lines is not None:
             line_feats, line_pred, line_state = self.lines(y, states[-1])
             feats.append(line_feats)
@@ -354,6 +413,7 @@ class ThunderNet(nn.Module):
             k += 1
             h = film(act(norm(h)), e)
             skips.append(h)
+        h = h.permute(2, 0, 3, 1)  # the bottleneck runs time-major, channels last: [T, B, F, C]
         for dp in self.dp:
             h, s = dp(h, states[k], e)
             new_states.append(s)
@@ -362,6 +422,7 @@ class ThunderNet(nn.Module):
             h, s = self.frame(h, states[k], e)
             new_states.append(s)
             k += 1
+        h = h.permute(1, 3, 0, 2)  # back to [B, C, T, F]
         for i, (up, norm, act) in enumerate(zip(self.dec, self.dec_norm, self.dec_act)):
             h = h + skips[-1 - i]
             if self.bin is not None and i == len(self.dec) - 1:
@@ -372,10 +433,10 @@ class ThunderNet(nn.Module):
         m = h.transpose(2, 3)  # [B, 4, F, T]
         if self.cfg.lookahead > 0:
             L = self.cfg.lookahead
-            line = torch.cat([states[k], torch.cat([x_t, y], dim=1)], dim=3)
+            line = torch.cat([states[k], xy], dim=3)
             new_states.append(line[:, :, :, -L:])
             xy = line[:, :, :, :-L]
-            x_t, y = xy[:, 0:2], xy[:, 2:4]
+            x_t, y = xy[:, 0:2], xy[:, 2:4]  # delayed to the output frame
         ar, ai = m[:, 0:1], m[:, 1:2]
         br, bi = m[:, 2:3] + 1.0, m[:, 3:4]
         xr, xi = x_t[:, 0:1], x_t[:, 1:2]

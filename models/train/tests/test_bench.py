@@ -1,0 +1,24 @@
+import json
+from pathlib import Path
+
+from thunder_train import bench
+
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+
+
+def test_bench_interleaves_models_and_carries_the_streaming_state(capsys):
+    models = [str(FIXTURES / "tiny-thunder-lines.onnx"), str(FIXTURES / "tiny-thunder-la1.onnx")]
+    subject = bench.Subject(models[0], 1, bench.np.random.default_rng(0))
+    start = {k: v.copy() for k, v in subject.stream.items()}
+    subject.round(3)
+    carried = [k for k in subject.shapes if not (subject.stream[k] == start[k]).all()]
+    assert carried, "the states fed to the next call must be the last call's outputs"
+    assert len(subject.rtf) == 1 and len(subject.call_ms) == 3
+
+    bench.main([*sum([["--model", m] for m in models], []), "--calls", "6", "--rounds", "2"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["model"] for r in rows] == models
+    for r in rows:
+        assert r["macs_per_frame"] > 0
+        assert 0 < r["offline_rtf_fastest_round"] <= r["offline_rtf_per_pass"]
+        assert 0 < r["stream_ms_p50"] <= r["stream_ms_p99"] <= r["stream_ms_max"]
