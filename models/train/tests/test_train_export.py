@@ -254,14 +254,26 @@ def test_second_stage_conditioning_mixes_the_regression_output():
     net = ThunderNet(NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1))
     net.train()
     y = torch.randn(6, 2, C.N_BINS, 10) * 0.3
-    gen = torch.Generator().manual_seed(1)
-    out = train.second_stage_condition(net, y, 1.0, gen, autocast=False)
+    out = train.second_stage_condition(net, y, torch.ones(y.shape[0], dtype=torch.bool), autocast=False)
     assert net.training  # mode restored
     net.eval()
     with torch.no_grad():
         ref = C.INTERP_WEIGHT * net.offline(y, y, torch.ones(6)) + (1 - C.INTERP_WEIGHT) * y
     assert torch.allclose(out, ref, atol=1e-5)
-    assert torch.equal(train.second_stage_condition(net, y, 0.0, gen, autocast=False), y)
+    assert torch.equal(train.second_stage_condition(net, y, torch.zeros(y.shape[0], dtype=torch.bool), autocast=False), y)
+
+
+def test_sample_t_puts_the_tmax_share_at_t_max_and_leaves_the_rest_as_before():
+    old = train.sample_t(4000, 0.3, torch.Generator().manual_seed(3))
+    new = train.sample_t(4000, 0.3, torch.Generator().manual_seed(3), tmax_frac=0.25)
+    assert not old[1].any()  # tmax_frac = 0: no example at T_MAX
+    at_one, at_tmax = new[0] == 1.0, new[1]
+    assert torch.equal(at_one, old[0] == 1.0)  # the regression share is drawn exactly as before
+    assert torch.all(new[0][at_tmax] == C.T_MAX) and not (at_one & at_tmax).any()
+    assert abs(at_tmax.float().mean().item() - 0.25) < 0.03
+    rest = ~(at_one | at_tmax)
+    assert torch.equal(new[0][rest], old[0][rest])  # the uniform draws are unchanged
+    assert torch.all((new[0][rest] >= C.T_MIN) & (new[0][rest] < C.T_MAX))
 
 
 def trained_tiny(frames):
@@ -411,6 +423,11 @@ def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):
         train.main([*common, "--run", str(run), "--steps", "1", "--init", str(tmp_path / "base" / "last.pt"), *flag])
         assert adam_steps(run) == expected, flag  # fresh moments start at 0; continued ones at the base's 2
     assert adam_steps(tmp_path / "base") == [2.0]
+    # the fine-tune's training-data record names its start's steps as well as its own, and keeps both on resume
+    record = f"Thunder corpus ({tiny_corpus}), 2 steps x batch 2 x 0.5s; then Thunder corpus ({tiny_corpus}), %d steps x batch 2 x 0.5s"
+    assert torch.load(tmp_path / "ft0" / "last.pt", weights_only=False)["training_data"] == record % 1
+    train.main([*common, "--run", str(tmp_path / "ft0"), "--steps", "2", "--init", str(tmp_path / "base" / "last.pt")])
+    assert torch.load(tmp_path / "ft0" / "last.pt", weights_only=False)["training_data"] == record % 2
     # --val-set: a branch validates on its parent's mixtures (the corpus may have grown since);
     # a run that already holds other mixtures refuses rather than mixing scores.
     val = tmp_path / "val.npz"

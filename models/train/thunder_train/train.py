@@ -37,11 +37,17 @@ def bf16_is_fast():
     return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
 
 
-def sample_t(b, reg_frac, gen):
-    """Bridge times: a fraction at t = 1 (the regression pass), the rest U(T_MIN, T_MAX)."""
+def sample_t(b, reg_frac, gen, tmax_frac=0.0):
+    """Bridge times: a fraction at t = 1 (the regression pass), a fraction tmax_frac at exactly T_MAX
+    (the time of `--steps 1`'s one reverse step), the rest U(T_MIN, T_MAX). Returns (t, at_tmax).
+
+    One uniform draw decides all three, so tmax_frac = 0 draws exactly what it did before it existed.
+    """
     t = C.T_MIN + (C.T_MAX - C.T_MIN) * torch.rand(b, generator=gen)
-    reg = torch.rand(b, generator=gen) < reg_frac
-    return torch.where(reg, torch.ones_like(t), t)
+    u = torch.rand(b, generator=gen)
+    at_tmax = (u >= reg_frac) & (u < reg_frac + tmax_frac)
+    t = torch.where(at_tmax, torch.full_like(t, C.T_MAX), t)
+    return torch.where(u < reg_frac, torch.ones_like(t), t), at_tmax
 
 
 def band_weight(band_bin, n_bins=C.N_BINS):
@@ -93,13 +99,12 @@ def neg_si_sdr(x0_hat, x0, w, length):
 
 
 @torch.no_grad()
-def second_stage_condition(net, y, frac, gen, autocast):
-    """Replace the conditioning of a fraction of the batch by y' = w*D(y, y, 1) + (1-w)*y.
+def second_stage_condition(net, y, pick, autocast):
+    """Replace the conditioning of the examples in `pick` ([B] bool) by y' = w*D(y, y, 1) + (1-w)*y.
 
     At inference every reverse step bridges x0 and y' (not y); this trains the network on the
-    input distribution it meets there (`--stage2-frac`, off by default until ablated).
+    input distribution it meets there (`--stage2-frac`, and every `--tmax-frac` example).
     """
-    pick = torch.rand(y.shape[0], generator=gen) < frac
     if not pick.any():
         return y
     was_training = net.training
@@ -114,14 +119,17 @@ def second_stage_condition(net, y, frac, gen, autocast):
 
 
 def training_step(net, noisy, clean, band, reg_frac, gen, autocast, stage2_frac=0.0, sisdr_weight=0.0,
-                  under_weight=0.0):
+                  under_weight=0.0, tmax_frac=0.0):
     """One batch's loss: the compressed-domain MSE, plus sisdr_weight x (negative SI-SDR in dB) and
-    under_weight x the magnitude shortfall (under_estimate) where those are > 0."""
+    under_weight x the magnitude shortfall (under_estimate) where those are > 0. A share stage2_frac
+    of the batch, and every example drawn at T_MAX (tmax_frac), is conditioned on y'."""
     y = dsp.analyse(noisy)
     x0 = dsp.analyse(clean)
-    if stage2_frac > 0:
-        y = second_stage_condition(net, y, stage2_frac, gen, autocast)
-    t = sample_t(y.shape[0], reg_frac, gen)
+    b = y.shape[0]
+    # draw order (stage-2 pick, then t) is the one runs were trained with before tmax_frac existed
+    pick = torch.rand(b, generator=gen) < stage2_frac if stage2_frac > 0 else torch.zeros(b, dtype=torch.bool)
+    t, at_tmax = sample_t(b, reg_frac, gen, tmax_frac)
+    y = second_stage_condition(net, y, pick | at_tmax, autocast)
     z = torch.randn(x0.shape, generator=gen) * math.sqrt(0.5)
     x_t = sampler.bridge_sample(x0, y, t, z)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
@@ -286,6 +294,9 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--reg-frac", type=float, default=0.3, help="share of examples at t = 1 (regression)")
+    ap.add_argument("--tmax-frac", type=float, default=0.0,
+                    help="share of examples at exactly t = T_MAX with y' conditioning: the pass `--steps 1` "
+                         "runs after the regression pass (off by default; an ablation, models/README.md)")
     ap.add_argument("--stage2-frac", type=float, default=0.0,
                     help="share of examples conditioned on y' = 0.8*D(y,y,1) + 0.2*y (see second_stage_condition)")
     ap.add_argument("--sisdr-weight", type=float, default=0.0,
@@ -431,17 +442,29 @@ def main(argv=None):
     if new_log:
         log.writerow(["step", "time", "loss", "lr", "pesq_s0", "pesq_s1", "sisdr_s0", "sisdr_s1", "score"])
 
+    # What the exported model says it was trained on: the whole lineage, not only this run's steps.
+    if ck and "parent_data" in ck:
+        parent_data = ck["parent_data"]
+    elif args.init:  # a fine-tune (or one resumed from before "parent_data" existed): its start's record
+        parent_data = torch.load(args.init, map_location="cpu", weights_only=False).get("training_data", "")
+    else:
+        parent_data = ""
+
+    def training_data():
+        own = f"Thunder corpus ({args.corpus}), {step} steps x batch {args.batch} x {args.seconds}s"
+        return f"{parent_data}; then {own}" if parent_data else own
+
     def save(path, extra=None):
         tmp = path.with_suffix(".tmp")
         torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "ema_n": ema.n,
                     "step": step, "best": best, "gen": gen.get_state(), "net_config": cfg.to_dict(), "lr_mult": lr_mult,
-                    "training_data": f"Thunder corpus ({args.corpus}), {step} steps x batch {args.batch} x {args.seconds}s",
+                    "training_data": training_data(), "parent_data": parent_data,
                     **(extra or {})}, tmp)
         tmp.replace(path)
 
     budget_path = run / "budget.json"
     budget = json.loads(budget_path.read_text()) if budget_path.exists() else {"wall_s": 0.0}
-    budget.update({"domain": args.domain, "batch": args.batch, "seconds": args.seconds,
+    budget.update({"domain": args.domain, "batch": args.batch, "seconds": args.seconds, "tmax_frac": args.tmax_frac,
                    "init": args.init, "lr": args.lr, "total_steps": args.steps, "snr_db": list(args.snr),
                    "noise_aug": args.noise_aug})
 
@@ -468,7 +491,7 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_mult", 1.0)
         loss = training_step(net, noisy, clean, band, args.reg_frac, gen, bf16, args.stage2_frac, args.sisdr_weight,
-                             args.under_weight)
+                             args.under_weight, args.tmax_frac)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
