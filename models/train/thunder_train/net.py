@@ -147,9 +147,7 @@ class DualPath(nn.Module):
 
     def forward(self, x, h, e):
         """x: [T, B, F, C]; h: [B, F, H]; e: [B, emb]."""
-        # Reshapes use the constant band/channel counts and -1, which keeps shape arithmetic
-        # (and its per-call cost in 1-frame streaming) out of the exported graph.
-        f, c, hdim = self.bands, self.ch, self.time_hidden
+        f, c, hdim = self.bands, self.ch, self.time_hidden  # constants: see reshape()
         u = self.norm_f(x)
         if self.band_mixer == "gru":  # [T*B, F, C]
             u = self.proj_f(self.gru_f(u.reshape(-1, f, c))[0])
@@ -174,7 +172,8 @@ class FrameGru(nn.Module):
 
     Its parameters index the frame's 768 features channel-major (c * F + f, the [B, C, T, F]
     layout it was trained in); the bottleneck's [T, B, F, C] layout flattens band-major
-    (f * C + c), so forward reorders the weights, not the activations (constant-folded in ONNX).
+    (f * C + c), so forward reorders the weights, not the activations (in ONNX the reorders act on
+    the named initializers, which the merge module maps by name; ONNX Runtime folds them at load).
     """
 
     def __init__(self, ch, bands, hidden, emb):
