@@ -439,6 +439,8 @@ def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):
         train.main([*common, "--run", str(tmp_path / "base"), "--steps", "3", "--val-set", str(val)])
     with pytest.raises(SystemExit, match="--init-opt"):
         train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--init-opt"])
+    with pytest.raises(SystemExit, match="must not exceed 1"):
+        train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--reg-frac", "0.5", "--tmax-frac", "0.6"])
     # --eq colours the general mixture only: a domain run or a non-probability is refused, not ignored.
     with pytest.raises(SystemExit, match="--eq applies to the general mixture only"):
         train.main([*common, "--run", str(tmp_path / "bad"), "--steps", "1", "--eq", "0.5", "--domain", "reverb"])

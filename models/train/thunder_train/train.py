@@ -380,9 +380,13 @@ def main(argv=None):
         if given and args.domain != "general":
             raise SystemExit(f"{flag} applies to the general mixture only; domain {args.domain!r} has its own recipe "
                              f"(domains.py): drop {flag} or train --domain general")
-    for flag, p in (("--eq", args.eq), ("--tonal", args.tonal), ("--noise-aug", args.noise_aug)):
+    for flag, p in (("--eq", args.eq), ("--tonal", args.tonal), ("--noise-aug", args.noise_aug),
+                    ("--reg-frac", args.reg_frac), ("--tmax-frac", args.tmax_frac)):
         if not 0.0 <= p <= 1.0:
             raise SystemExit(f"{flag} is a probability: got {p}, give a value in [0, 1]")
+    if args.reg_frac + args.tmax_frac > 1.0:
+        raise SystemExit(f"--reg-frac {args.reg_frac} and --tmax-frac {args.tmax_frac} are shares of one batch: "
+                         "their sum must not exceed 1")
     if args.grow and not ck:
         raise SystemExit(f"--grow adds blocks to a run being resumed, but {last} does not exist")
     grown = NetConfig(**{**ck["net_config"], **json.loads(args.grow)}) if args.grow else cfg
@@ -443,12 +447,11 @@ def main(argv=None):
         log.writerow(["step", "time", "loss", "lr", "pesq_s0", "pesq_s1", "sisdr_s0", "sisdr_s1", "score"])
 
     # What the exported model says it was trained on: the whole lineage, not only this run's steps.
-    if ck and "parent_data" in ck:
-        parent_data = ck["parent_data"]
-    elif args.init:  # a fine-tune (or one resumed from before "parent_data" existed): its start's record
-        parent_data = torch.load(args.init, map_location="cpu", weights_only=False).get("training_data", "")
+    if ck:  # a resumed run keeps its record; runs from before "parent_data" existed read their start's
+        parent_data = ck.get("parent_data") or (
+            torch.load(args.init, map_location="cpu", weights_only=False).get("training_data", "") if args.init else "")
     else:
-        parent_data = ""
+        parent_data = init.get("training_data", "") if args.init else ""
 
     def training_data():
         own = f"Thunder corpus ({args.corpus}), {step} steps x batch {args.batch} x {args.seconds}s"
