@@ -91,16 +91,11 @@ class Film(nn.Module):
         nn.init.zeros_(self.lin.weight)
         nn.init.zeros_(self.lin.bias)
 
-    def forward(self, x, e):
-        """x: [B, C, T, F]."""
+    def forward(self, x, e, channels_last=False):
+        """x: [B, C, T, F], or [T, B, F, C] (the bottleneck's layout) with channels_last."""
         c = self.lin.out_features // 2
-        g, b = reshape(self.lin(e), -1, 2 * c, 1, 1).split([c, c], dim=1)
-        return x * (1.0 + g) + b
-
-    def channels_last(self, x, e):
-        """x: [T, B, F, C] (the bottleneck's layout)."""
-        c = self.lin.out_features // 2
-        g, b = reshape(self.lin(e), 1, -1, 1, 2 * c).split([c, c], dim=-1)
+        shape, dim = ((1, -1, 1, 2 * c), -1) if channels_last else ((-1, 2 * c, 1, 1), 1)
+        g, b = reshape(self.lin(e), *shape).split([c, c], dim=dim)
         return x * (1.0 + g) + b
 
 
@@ -156,7 +151,7 @@ class DualPath(nn.Module):
             u = self.act_f(self.band_conv(u))
             u = u + torch.matmul(self.mix_f.weight, u) + self.mix_f.bias.unsqueeze(-1)  # mixes F
             x = x + nn.functional.linear(u, self.proj_f.weight[:, :, 0, 0], self.proj_f.bias)
-        x = self.film.channels_last(x, e)
+        x = self.film(x, e, channels_last=True)
         # Across time per band: [T, B*F, C]; h: [B, F, H] -> [1, B*F, H]
         v, hn = self.gru_t(reshape(self.norm_t(x), 0, -1, c), reshape(h, 1, -1, hdim))
         x = x + reshape(self.proj_t(v), 0, -1, f, c)
