@@ -157,6 +157,23 @@ def test_under_estimate_costs_only_a_too_quiet_prediction():
     assert train.under_estimate(low, x0, train.band_weight(torch.tensor([100, 100]))) < 1e-9
 
 
+def test_multi_resolution_is_zero_only_for_the_clean_target_and_ignores_bins_above_the_band():
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randn(2, 2, C.N_BINS, 40, generator=g) * 0.1
+    full = train.band_weight(torch.tensor([C.N_BINS, C.N_BINS]))
+    length = (40 - 1) * C.HOP
+    assert train.multi_resolution(x0, x0, full, length) < 1e-9
+    residual = x0 + 0.01 * torch.randn(x0.shape, generator=g)
+    quiet = train.multi_resolution(0.5 * x0, x0, full, length)
+    assert train.multi_resolution(residual, x0, full, length) > 1e-4
+    assert quiet > 1e-4
+    # What lies above each source's band edge costs nothing, as in the MSE.
+    above = x0.clone()
+    above[:, :, 200:] += 0.3
+    assert train.multi_resolution(above, x0, train.band_weight(torch.tensor([200, 200])), length) < 1e-9
+    assert train.multi_resolution(above, x0, full, length) > 1e-3
+
+
 def test_training_step_with_the_extra_loss_terms_has_finite_gradients(tiny_corpus):
     torch.manual_seed(0)
     m = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0), seed=0)
@@ -165,7 +182,8 @@ def test_training_step_with_the_extra_loss_terms_has_finite_gradients(tiny_corpu
     gen = torch.Generator().manual_seed(0)
     plain = train.training_step(net, *batch, 0.3, gen, autocast=False)
     gen.manual_seed(0)
-    both = train.training_step(net, *batch, 0.3, gen, autocast=False, sisdr_weight=1e-3, under_weight=1.0)
+    both = train.training_step(net, *batch, 0.3, gen, autocast=False, sisdr_weight=1e-3, under_weight=1.0,
+                               mr_weight=3e-3)
     assert both.item() != plain.item()
     both.backward()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
