@@ -1,0 +1,31 @@
+import json
+
+import pytest
+
+from thunder_train import paired
+
+
+def _eval(a, b):
+    return {"dev": {"x steps=1": {"files": [{"pesq": v, "dnsmos_ovrl": 3.0} for v in a]},
+                    "y steps=1": {"files": [{"pesq": v, "dnsmos_ovrl": 2.0} for v in b]}}}
+
+
+def test_pairs_files_across_both_layouts_and_pools_them(tmp_path, capsys):
+    ev = tmp_path / "ev.json"
+    sweep = tmp_path / "sweep.json"
+    ev.write_text(json.dumps(_eval([2.0, 1.0], [1.5, 1.5])))
+    sweep.write_text(json.dumps({"0.0": {"x steps=1": [1.2, 1.4], "y steps=1": [1.0, 1.0], "z steps=1": [9, 9]}}))
+    paired.main([str(ev), str(sweep), "--a", "x", "--b", "y", "--steps", "1"])
+    out = capsys.readouterr().out
+    # ev/dev: +0.5 and -0.5; sweep: +0.2 and +0.4 -> pooled mean +0.15 over 4 files, 3 wins
+    assert "ev/dev pesq: +0.0000 ± 0.5000 (1/2)" in out
+    assert "sweep/0.0 pesq: +0.3000 ± 0.1000 (2/2)" in out
+    assert "pooled pesq: +0.1500 ± 0.2255 (3/4)" in out
+    assert "pooled dnsmos_ovrl: +1.0000 ± 0.0000 (2/2)" in out
+
+
+def test_unknown_system_names_are_an_error_that_says_so(tmp_path):
+    ev = tmp_path / "ev.json"
+    ev.write_text(json.dumps(_eval([1.0], [1.0])))
+    with pytest.raises(SystemExit, match="no set has both"):
+        paired.main([str(ev), "--a", "x", "--b", "nope", "--steps", "1"])
