@@ -29,3 +29,8 @@ def test_unknown_system_names_are_an_error_that_says_so(tmp_path):
     ev.write_text(json.dumps(_eval([1.0], [1.0])))
     with pytest.raises(SystemExit, match="no set has both"):
         paired.main([str(ev), "--a", "x", "--b", "nope", "--steps", "1"])
+
+
+def test_a_missing_file_is_an_error_that_names_it(tmp_path):
+    with pytest.raises(SystemExit, match="no such file: .*gone.json"):
+        paired.main([str(tmp_path / "gone.json"), "--a", "x", "--b", "y"])

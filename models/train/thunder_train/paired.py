@@ -48,6 +48,9 @@ def main(argv=None):
     ap.add_argument("--suffix", default="", help="appended to both names, e.g. ' no-corr'")
     args = ap.parse_args(argv)
 
+    missing = [str(p) for p in args.json if not p.is_file()]
+    if missing:
+        raise SystemExit(f"no such file: {', '.join(missing)} (write it with evaluate or snr_sweep --out)")
     print(f"a = {args.a}, b = {args.b}: mean a − b ± standard error (files where a > b / files)")
     for steps in args.steps.split(","):
         a, b = f"{args.a} steps={steps}{args.suffix}", f"{args.b} steps={steps}{args.suffix}"
