@@ -1,3 +1,4 @@
+import copy
 import csv
 import json
 import os
@@ -425,6 +426,33 @@ def test_grow_line_canceller_keeps_the_function_and_pads_the_moments():
     with pytest.raises(SystemExit, match="only widen"):
         train.grow({**ck, "model": grown.state_dict(), "opt": gopt.state_dict(), "net_config": grown.cfg.to_dict()},
                    NetConfig(**{**cfg.to_dict(), "line_frames": 4, "enc_channels": [4, 8, 12, 16]}), 1e-3)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the error path does not apply")
+def test_asking_for_a_gpu_without_one_is_a_clear_error(tiny_corpus, tmp_path):
+    with pytest.raises(SystemExit, match="PyTorch sees no GPU"):
+        train.main(["--corpus", str(tiny_corpus), "--run", str(tmp_path / "gpu"), "--steps", "1", "--batch", "2",
+                    "--seconds", "0.5", "--workers", "0", "--device", "cuda"])
+    assert not (tmp_path / "gpu" / "last.pt").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (train.py --device cuda)")
+def test_a_training_step_on_the_gpu_matches_the_cpu(tiny_corpus):
+    m = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0), seed=0)
+    noisy, clean, band = collate([m.example() for _ in range(2)])
+    torch.manual_seed(0)
+    cpu_net = ThunderNet(NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1, frame_hidden=16))
+    gpu_net = copy.deepcopy(cpu_net).cuda()
+    losses, grads = [], []
+    for net, dev in ((cpu_net, "cpu"), (gpu_net, "cuda")):
+        gen = torch.Generator().manual_seed(0)  # the draws come from the CPU generator on both devices
+        loss = train.training_step(net, noisy.to(dev), clean.to(dev), band.to(dev), 0.3, gen, autocast=False,
+                                   stage2_frac=0.3, under_weight=0.5, mr_weight=3e-3)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(torch.cat([p.grad.flatten().cpu() for p in net.parameters() if p.grad is not None]))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+    assert torch.allclose(grads[1], grads[0], rtol=1e-2, atol=1e-6)
 
 
 def test_fine_tuning_can_continue_the_optimiser_moments(tiny_corpus, tmp_path):

@@ -1,4 +1,5 @@
-"""Train ThunderNet (resumable). CPU, with bf16 autocast where the CPU computes bf16 natively.
+"""Train ThunderNet (resumable). On the GPU when PyTorch sees one (--device), else the CPU; bf16
+autocast where the device computes bf16 natively.
 
     python -m thunder_train.train --corpus ../.cache/corpus --run runs/base --steps 200000
 
@@ -51,7 +52,7 @@ def sample_t(b, reg_frac, gen, tmax_frac=0.0):
 
 
 def band_weight(band_bin, n_bins=C.N_BINS):
-    f = torch.arange(n_bins).unsqueeze(0)
+    f = torch.arange(n_bins, device=band_bin.device).unsqueeze(0)
     return (f < band_bin.unsqueeze(1)).float()  # [B, F]
 
 
@@ -119,7 +120,7 @@ def multi_resolution(x0_hat, x0, w, length):
     est, ref = band_limited_waveforms(x0_hat, x0, w, length)
     total = 0.0
     for n_fft in MR_FFT_SIZES:
-        win = torch.hann_window(n_fft)
+        win = torch.hann_window(n_fft, device=est.device)
         e, r = (torch.stft(s, n_fft, n_fft // 4, window=win, return_complex=True) for s in (est, ref))
         me = (e.real.pow(2) + e.imag.pow(2) + 1e-10).pow(MR_EXPONENT / 2)
         mr = (r.real.pow(2) + r.imag.pow(2) + 1e-10).pow(MR_EXPONENT / 2)
@@ -141,9 +142,9 @@ def second_stage_condition(net, y, pick, autocast):
         return y
     was_training = net.training
     net.eval()  # BatchNorm: use running statistics, do not update them
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=autocast):
         ys = y[pick]
-        x_reg = net.offline(ys, ys, torch.ones(ys.shape[0])).float()
+        x_reg = net.offline(ys, ys, torch.ones(ys.shape[0], device=y.device)).float()
     net.train(was_training)
     y = y.clone()
     y[pick] = C.INTERP_WEIGHT * x_reg + (1.0 - C.INTERP_WEIGHT) * ys
@@ -158,15 +159,17 @@ def training_step(net, noisy, clean, band, reg_frac, gen, autocast, stage2_frac=
     of the batch, and every example drawn at T_MAX (tmax_frac), is conditioned on y'."""
     y = dsp.analyse(noisy)
     x0 = dsp.analyse(clean)
-    b = y.shape[0]
-    # draw order (stage-2 pick, then t) is the one runs were trained with before tmax_frac existed
+    b, dev = y.shape[0], y.device
+    # Random draws come from the CPU generator `gen` on every device, so a run's draws do not
+    # depend on where it trains. Draw order (stage-2 pick, then t) is the one runs were trained
+    # with before tmax_frac existed.
     pick = torch.rand(b, generator=gen) < stage2_frac if stage2_frac > 0 else torch.zeros(b, dtype=torch.bool)
     t, at_tmax = sample_t(b, reg_frac, gen, tmax_frac)
-    y = second_stage_condition(net, y, pick | at_tmax, autocast)
-    z = torch.randn(x0.shape, generator=gen) * math.sqrt(0.5)
-    x_t = sampler.bridge_sample(x0, y, t, z)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        x0_hat = net.offline(x_t, y, t)
+    y = second_stage_condition(net, y, (pick | at_tmax).to(dev), autocast)
+    z = (torch.randn(x0.shape, generator=gen) * math.sqrt(0.5)).to(dev)
+    x_t = sampler.bridge_sample(x0, y, t.to(dev), z)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+        x0_hat = net.offline(x_t, y, t.to(dev))
     x0_hat = x0_hat.float()
     w = band_weight(band)
     loss = loss_fn(x0_hat, x0, w)
@@ -218,6 +221,17 @@ def load_val(path):
     """A run's validation mixtures (val.npz) as validate() takes them: [(noisy, clean, band)]."""
     v = np.load(path)
     return [(v["noisy"][i], v["clean"][i], 0) for i in range(len(v["noisy"]))]
+
+
+def to_device(net, opt, ema, device):
+    """Move the network, the optimiser's moments and the EMA weights to `device` (after loading,
+    which happens on the CPU). Checkpoints load with map_location="cpu", so they move either way."""
+    net.to(device)
+    for state in opt.state.values():
+        for k, v in state.items():
+            if torch.is_tensor(v) and k != "step":  # AdamW keeps "step" on the CPU
+                state[k] = v.to(device)
+    ema.shadow = {k: v.to(device) for k, v in ema.shadow.items()}
 
 
 def lr_at(step, base, warmup, total):
@@ -344,6 +358,8 @@ def main(argv=None):
     ap.add_argument("--mr-weight", type=float, default=0.0,
                     help="add this x the multi-resolution spectral loss (256/512/1024-point STFTs, |S|^0.3; off "
                          "by default; an ablation, models/README.md)")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="where to train: auto = the GPU if PyTorch sees one, else the CPU")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
@@ -388,8 +404,13 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    bf16 = not args.no_bf16 and (args.bf16 == "on" or (args.bf16 == "auto" and bf16_is_fast()))
-    print(f"bf16 autocast {'on' if bf16 else 'off'} (--bf16 {'off' if args.no_bf16 else args.bf16})")
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: PyTorch sees no GPU (check nvidia-smi and that torch is a CUDA build)")
+    fast = torch.cuda.is_bf16_supported() if device.type == "cuda" else bf16_is_fast()
+    bf16 = not args.no_bf16 and (args.bf16 == "on" or (args.bf16 == "auto" and fast))
+    print(f"device {device}; bf16 autocast {'on' if bf16 else 'off'} (--bf16 {'off' if args.no_bf16 else args.bf16})")
     run = Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
     last = run / "last.pt"
@@ -456,6 +477,7 @@ def main(argv=None):
         print(f"initialised from {args.init} (EMA decay {args.ema_decay}"
               f"{', optimiser moments continued' if args.init_opt else ''})")
     print(f"params {sum(p.numel() for p in net.parameters())}, MACs/frame {macs_per_frame(net)}")
+    to_device(net, opt, ema, device)
 
     val_path = run / "val.npz"
     if args.val_set:
@@ -531,6 +553,7 @@ def main(argv=None):
         lr = lr_at(step, args.lr, args.warmup, args.steps)
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_mult", 1.0)
+        noisy, clean, band = noisy.to(device), clean.to(device), band.to(device)
         loss = training_step(net, noisy, clean, band, args.reg_frac, gen, bf16, args.stage2_frac, args.sisdr_weight,
                              args.under_weight, args.tmax_frac, args.mr_weight)
         opt.zero_grad(set_to_none=True)
