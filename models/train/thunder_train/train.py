@@ -121,11 +121,14 @@ def multi_resolution(x0_hat, x0, w, length):
     total = 0.0
     for n_fft in MR_FFT_SIZES:
         win = torch.hann_window(n_fft, device=est.device)
-        e, r = (torch.stft(s, n_fft, n_fft // 4, window=win, return_complex=True) for s in (est, ref))
-        me = (e.real.pow(2) + e.imag.pow(2) + 1e-10).pow(MR_EXPONENT / 2)
-        mr = (r.real.pow(2) + r.imag.pow(2) + 1e-10).pow(MR_EXPONENT / 2)
-        ce = e * (me / (e.abs() + 1e-8))
-        cr = r * (mr / (r.abs() + 1e-8))
+
+        def compressed(wave):
+            """(|S|^0.3, S scaled to that magnitude), for the estimate and the reference alike."""
+            spec = torch.stft(wave, n_fft, n_fft // 4, window=win, return_complex=True)
+            mag = (spec.real.pow(2) + spec.imag.pow(2) + 1e-10).pow(MR_EXPONENT / 2)
+            return mag, spec * (mag / (spec.abs() + 1e-8))
+
+        (me, ce), (mr, cr) = compressed(est), compressed(ref)
         d = ce - cr
         total = total + (me - mr).pow(2).mean() + (d.real.pow(2) + d.imag.pow(2)).mean()
     return total / len(MR_FFT_SIZES)
@@ -165,11 +168,12 @@ def training_step(net, noisy, clean, band, reg_frac, gen, autocast, stage2_frac=
     # with before tmax_frac existed.
     pick = torch.rand(b, generator=gen) < stage2_frac if stage2_frac > 0 else torch.zeros(b, dtype=torch.bool)
     t, at_tmax = sample_t(b, reg_frac, gen, tmax_frac)
+    t = t.to(dev)
     y = second_stage_condition(net, y, (pick | at_tmax).to(dev), autocast)
     z = (torch.randn(x0.shape, generator=gen) * math.sqrt(0.5)).to(dev)
-    x_t = sampler.bridge_sample(x0, y, t.to(dev), z)
+    x_t = sampler.bridge_sample(x0, y, t, z)
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-        x0_hat = net.offline(x_t, y, t.to(dev))
+        x0_hat = net.offline(x_t, y, t)
     x0_hat = x0_hat.float()
     w = band_weight(band)
     loss = loss_fn(x0_hat, x0, w)
