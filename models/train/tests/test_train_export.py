@@ -295,10 +295,10 @@ def test_sample_t_puts_the_tmax_share_at_t_max_and_leaves_the_rest_as_before():
     assert torch.all((new[0][rest] >= C.T_MIN) & (new[0][rest] < C.T_MAX))
 
 
-def trained_tiny(frames):
+def trained_tiny(frames, **cfg_changes):
     """A tiny network after two AdamW steps on random frames: (cfg, net, opt, x, y, its checkpoint)."""
     torch.manual_seed(0)
-    cfg = NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1)
+    cfg = NetConfig(**{**NetConfig(enc_channels=[8, 8, 12, 16], time_hidden=16, dp_blocks=1).to_dict(), **cfg_changes})
     net = ThunderNet(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     x, y = torch.randn(2, 2, C.N_BINS, frames), torch.randn(2, 2, C.N_BINS, frames)
@@ -344,6 +344,40 @@ def test_grow_keeps_the_function_and_the_optimiser_state(block):
     for name, p in again.named_parameters():
         if name in prev:
             assert torch.equal(aopt.state[p]["exp_avg"], gopt.state[prev[name]]["exp_avg"])
+
+
+@pytest.mark.parametrize("field", ["frame_hidden", "time_hidden"])
+def test_widening_a_gru_keeps_the_function_and_lets_the_new_units_learn(field):
+    # a network that already has both GRUs, trained so that every tensor (proj_out too) is non-zero
+    cfg, net, opt, x, y, ck = trained_tiny(8, frame_hidden=12)
+    assert net.frame.proj_out.weight.abs().sum() > 0
+    old_h = getattr(net.cfg, field)
+    grown, gopt, _ = train.grow(ck, NetConfig(**{**net.cfg.to_dict(), field: 2 * old_h}), 1e-3)
+    gru = "frame.gru." if field == "frame_hidden" else "dp.0.gru_t."
+    w_old, w_new = net.state_dict()[gru + "weight_hh_l0"], grown.state_dict()[gru + "weight_hh_l0"]
+    for g in range(3):  # each gate's block sits at its own offset in the wider stack
+        assert torch.equal(w_new[g * 2 * old_h : g * 2 * old_h + old_h, :old_h], w_old[g * old_h : (g + 1) * old_h])
+        assert not w_new[g * 2 * old_h : g * 2 * old_h + old_h, old_h:].any()  # old units ignore new ones
+        assert w_new[g * 2 * old_h + old_h : (g + 1) * 2 * old_h].abs().sum() > 0  # new units have weights
+    net.eval(), grown.eval()
+    with torch.no_grad():
+        t = torch.tensor([0.3, 1.0])
+        assert torch.allclose(grown.offline(x, y, t), net.offline(x, y, t), atol=1e-6)
+    old = dict(net.named_parameters())
+    by_param = {p: name for name, p in grown.named_parameters()}
+    for g in gopt.param_groups:
+        for p in g["params"]:
+            name = by_param[p]
+            m_old, m_new = opt.state[old[name]]["exp_avg_sq"], gopt.state[p]["exp_avg_sq"]
+            assert m_new.shape == p.shape
+            assert torch.equal(train.carry_over(name, m_old, torch.zeros_like(p), train.recurrent_widths(
+                net.cfg, grown.cfg)), m_new)
+    # one step moves the readers' new columns: the new units are not stuck at zero output
+    grown.train()
+    gopt.zero_grad()
+    grown.offline(x, y, torch.tensor([0.5, 1.0])).pow(2).mean().backward()
+    reader = "frame.proj_out.weight" if field == "frame_hidden" else "dp.0.proj_t.weight"
+    assert dict(grown.named_parameters())[reader].grad[:, old_h:].abs().sum() > 0
 
 
 def test_grow_lookahead_delays_the_same_function_and_keeps_the_moments():
@@ -547,6 +581,25 @@ def test_grow_on_the_command_line_keeps_its_lr_multiplier_and_exports_ema_or_raw
         export.main(["--ckpt", str(run / "last.pt"), "--out", str(out), *flag])
         st = load_file(str(out.with_suffix(".safetensors")))
         assert np.array_equal(st["bin.proj_out.weight"], ck[key]["bin.proj_out.weight"].numpy()), flag
+
+
+def test_a_fine_tuning_run_can_start_from_a_widened_copy_of_its_init(tiny_corpus, tmp_path):
+    net = json.dumps({"enc_channels": [8, 8, 12, 16], "time_hidden": 16, "dp_blocks": 1, "frame_hidden": 8})
+    common = ["--corpus", str(tiny_corpus), "--batch", "2", "--seconds", "0.5", "--workers", "0", "--threads", "1",
+              "--val-every", "1000", "--no-bf16", "--steps", "10"]
+    train.main([*common, "--run", str(tmp_path / "base"), "--stop-after", "2", "--net", net])
+    init = ["--init", str(tmp_path / "base" / "last.pt"), "--init-opt", "--stop-after", "1"]
+    train.main([*common, "--run", str(tmp_path / "plain"), *init])
+    train.main([*common, "--run", str(tmp_path / "wide"), *init, "--grow", '{"time_hidden": 32, "frame_hidden": 16}'])
+    plain = torch.load(tmp_path / "plain" / "last.pt", weights_only=False)
+    wide = torch.load(tmp_path / "wide" / "last.pt", weights_only=False)
+    assert wide["step"] == 1 and wide["net_config"]["time_hidden"] == 32 and wide["net_config"]["frame_hidden"] == 16
+    # Same draws, same function, and the new units feed nothing yet: the old weights take the same step
+    # as in the plain fine-tune (the gradient clip sees the new units' gradients too, so not bit-equal)
+    for name in ("enc.0.conv.weight", "dp.0.proj_t.weight", "frame.proj_out.weight"):
+        old = plain["model"][name]
+        assert torch.allclose(wide["model"][name][tuple(slice(0, n) for n in old.shape)], old, atol=1e-6), name
+    assert wide["model"]["dp.0.proj_t.weight"][:, 16:].abs().sum() > 0  # the new units' readers learn
 
 
 def test_score_val_scores_a_checkpoint_as_training_logs_it(tiny_corpus, tmp_path, capsys):

@@ -285,10 +285,55 @@ def zero_pad_to(w, shape):
     return out
 
 
-def widen(tensors, net):
-    """Tensors (weights or EMA, by name) zero-padded to the shapes of `net`'s (see zero_pad_to)."""
-    shapes = {k: v.shape for k, v in net.state_dict().items()}
-    return {k: zero_pad_to(v, shapes[k]) if k in shapes else v for k, v in tensors.items()}
+def recurrent_widths(old_cfg, cfg):
+    """The GRUs whose hidden size grows from `old_cfg` to `cfg`: [(gru prefix, old H, new H, feeders,
+    readers)], where feeders are the linears that produce the GRU's input (their output grows with H)
+    and readers the linears that read its output (their input grows with H)."""
+    blocks = []
+    if 0 < old_cfg.frame_hidden < cfg.frame_hidden:
+        blocks.append(("frame.gru.", old_cfg.frame_hidden, cfg.frame_hidden,
+                       ("frame.proj_in.", "frame.t_in."), ("frame.proj_out.",)))
+    if old_cfg.time_hidden < cfg.time_hidden:
+        blocks += [(f"dp.{i}.gru_t.", old_cfg.time_hidden, cfg.time_hidden, (), (f"dp.{i}.proj_t.",))
+                   for i in range(min(old_cfg.dp_blocks, cfg.dp_blocks))]
+    return blocks
+
+
+def carry_over(name, w, fresh, widths):
+    """Tensor `w` of the old network placed in `fresh` (the grown network's tensor of that name: its
+    random init for weights, zeros for Adam moments), keeping the old function.
+
+    Where a GRU's hidden size grows (`widths`, see recurrent_widths), a plain zero pad would shift
+    the stacked gates (r, z, n) into each other's rows, so each gate's block moves on its own. The
+    new units keep their fresh input and recurrent weights, so they start to move at once; what
+    they feed to the old units (recurrent columns, reader columns) is zero, so the old output is
+    unchanged until training moves it. Every other tensor is zero-padded (zero_pad_to)."""
+    for gru, h, h_new, feeders, readers in widths:
+        if name.startswith(gru):
+            out = fresh.clone()
+            for g in range(3):  # PyTorch and ONNX stack the gates as [r, z, n] along the rows
+                rows = slice(g * h_new, g * h_new + h)
+                if w.dim() == 2:
+                    out[rows, : w.shape[1]] = w[g * h : (g + 1) * h]
+                    out[rows, w.shape[1] :] = 0
+                else:
+                    out[rows] = w[g * h : (g + 1) * h]
+            return out
+        if name.startswith(feeders):  # new output rows = inputs of the new units
+            out = fresh.clone()
+            out[:h] = w
+            return out
+        if name.startswith(readers) and name.endswith("weight"):  # new input columns start at zero
+            return zero_pad_to(w, fresh.shape)
+    return zero_pad_to(w, fresh.shape)
+
+
+def widen(tensors, net, old_cfg):
+    """Tensors (weights or EMA, by name) of a network built from `old_cfg`, carried over to `net`'s
+    shapes (see carry_over; the grown parts take `net`'s current values)."""
+    fresh = net.state_dict()
+    widths = recurrent_widths(old_cfg, net.cfg)
+    return {k: carry_over(k, v, fresh[k], widths) if k in fresh else v for k, v in tensors.items()}
 
 
 def grow(ck, cfg, lr, new_lr_mult=1.0):
@@ -300,9 +345,12 @@ def grow(ck, cfg, lr, new_lr_mult=1.0):
     old_cfg = NetConfig(**ck["net_config"])
     if cfg.lookahead < old_cfg.lookahead:
         raise SystemExit(f"--grow can only add look-ahead: {old_cfg.lookahead} -> {cfg.lookahead} frames")
+    if any(getattr(cfg, k) < getattr(old_cfg, k) for k in ("frame_hidden", "time_hidden", "bin_hidden")):
+        raise SystemExit(f"--grow can only widen the recurrent blocks: {old_cfg} -> {cfg}")
     old = ThunderNet(old_cfg)
     net = ThunderNet(cfg)
-    missing, unexpected = net.load_state_dict(widen(ck["model"], net), strict=False)
+    widths = recurrent_widths(old_cfg, cfg)
+    missing, unexpected = net.load_state_dict(widen(ck["model"], net, old_cfg), strict=False)
     if unexpected or any(not k.startswith(GROWABLE) for k in missing):
         raise SystemExit(f"--grow can only add blocks: missing {missing}, unexpected {unexpected}")
     lr_mult = dict(old_mult)
@@ -318,9 +366,9 @@ def grow(ck, cfg, lr, new_lr_mult=1.0):
     for j, name in enumerate(new_order):
         st = ck["opt"]["state"].get(old_index.get(name))
         if st is not None:  # moments take the parameter's new shape (zero where it grew)
-            shape = params[name].shape
-            sd["state"][j] = {**st, "exp_avg": zero_pad_to(st["exp_avg"], shape),
-                              "exp_avg_sq": zero_pad_to(st["exp_avg_sq"], shape)}
+            zeros = torch.zeros_like(params[name], device="cpu")
+            sd["state"][j] = {**st, "exp_avg": carry_over(name, st["exp_avg"], zeros, widths),
+                              "exp_avg_sq": carry_over(name, st["exp_avg_sq"], zeros, widths)}
     opt.load_state_dict(sd)
     return net, opt, lr_mult
 
@@ -450,14 +498,24 @@ def main(argv=None):
     if args.reg_frac + args.tmax_frac > 1.0:
         raise SystemExit(f"--reg-frac {args.reg_frac} and --tmax-frac {args.tmax_frac} are shares of one batch: "
                          "their sum must not exceed 1")
-    if args.grow and not ck:
-        raise SystemExit(f"--grow adds blocks to a run being resumed, but {last} does not exist")
-    grown = NetConfig(**{**ck["net_config"], **json.loads(args.grow)}) if args.grow else cfg
-    if grown != cfg:  # a no-op --grow (already applied) just resumes
+    if args.grow and not ck and not args.init:
+        raise SystemExit(f"--grow adds blocks to a run being resumed or to its --init checkpoint, but {last} "
+                         "does not exist and no --init was given")
+    grown = NetConfig(**{**cfg.to_dict(), **json.loads(args.grow)}) if args.grow else cfg
+    if grown != cfg and not ck:  # a fine-tuning run that starts from a grown copy of its --init
+        cfg = grown
+        start = {"model": init["ema"], "opt": init["opt"] if args.init_opt else {"state": {}},
+                 "net_config": init["net_config"], "lr_mult": init.get("lr_mult")}
+        net, opt, lr_mult = grow(start, cfg, args.lr, args.grow_lr_mult)
+        ema = Ema(net, args.ema_decay)  # the grown copy of the init's EMA (see the --init branch below)
+        ema.n = 10**6
+        print(f"initialised from {args.init}, grown: {args.grow} (LR multipliers {lr_mult}"
+              f"{', optimiser moments continued' if args.init_opt else ''})")
+    elif grown != cfg:  # a no-op --grow (already applied) just resumes
         cfg = grown
         net, opt, lr_mult = grow(ck, cfg, args.lr, args.grow_lr_mult)
         ema = Ema(net, args.ema_decay)
-        ema.shadow.update(widen(ck["ema"], net))
+        ema.shadow.update(widen(ck["ema"], net, NetConfig(**ck["net_config"])))
         ema.n = ck["ema_n"]
         step, best = ck["step"], ck["best"]
         gen.set_state(ck["gen"])
