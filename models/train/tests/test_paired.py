@@ -34,3 +34,16 @@ def test_unknown_system_names_are_an_error_that_says_so(tmp_path):
 def test_a_missing_file_is_an_error_that_names_it(tmp_path):
     with pytest.raises(SystemExit, match="no such file: .*gone.json"):
         paired.main([str(tmp_path / "gone.json"), "--a", "x", "--b", "y"])
+
+
+def test_runs_on_the_same_files_join_with_plus_and_other_mixtures_are_refused(tmp_path, capsys):
+    first, second, other = tmp_path / "first.json", tmp_path / "second.json", tmp_path / "other.json"
+    noisy = {"files": [{"pesq": 1.1}, {"pesq": 1.2}]}
+    first.write_text(json.dumps({"dev": {"noisy": noisy, "x steps=1": {"files": [{"pesq": 2.0}, {"pesq": 1.0}]}}}))
+    second.write_text(json.dumps({"dev": {"noisy": noisy, "y steps=1": {"files": [{"pesq": 1.5}, {"pesq": 1.5}]}}}))
+    paired.main([f"{first}+{second}", "--a", "x", "--b", "y", "--steps", "1"])
+    assert "first+second/dev pesq: +0.0000 ± 0.5000 (1/2)" in capsys.readouterr().out
+    other.write_text(json.dumps({"dev": {"noisy": {"files": [{"pesq": 1.1}, {"pesq": 1.3}]},
+                                         "y steps=1": {"files": [{"pesq": 1.5}, {"pesq": 1.5}]}}}))
+    with pytest.raises(SystemExit, match="other mixtures"):
+        paired.main([f"{first}+{other}", "--a", "x", "--b", "y", "--steps", "1"])
