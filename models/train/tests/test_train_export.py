@@ -635,3 +635,16 @@ def test_snr_sweep_scores_every_system_on_the_same_mixtures(tiny_corpus, tmp_pat
     # same speech and noise, 30 dB less of it: the input scores higher
     assert np.nanmean(res["30.0"]["noisy"]) > np.nanmean(res["0.0"]["noisy"]) + 0.5
     assert "| tiny steps=1 |" in out.with_suffix(".md").read_text()
+
+
+def test_training_mixtures_depend_on_the_seed_only_not_on_the_process(tiny_corpus, monkeypatch):
+    from thunder_train.data import MixDataset
+
+    def first(seed):
+        return next(iter(MixDataset(str(tiny_corpus), "train", MixConfig(seconds=0.5), seed=seed)))
+
+    a = first(3)
+    monkeypatch.setattr(os, "getpid", lambda: 12345)  # as if another run (another process) drew them
+    b, other = first(3), first(4)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], other[0])
