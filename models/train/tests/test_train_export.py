@@ -648,3 +648,23 @@ def test_training_mixtures_depend_on_the_seed_only_not_on_the_process(tiny_corpu
     b, other = first(3), first(4)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert not np.array_equal(a[0], other[0])
+
+
+def test_fit_loss_pairs_checkpoints_on_the_same_batches_and_draws(tiny_corpus, tmp_path, capsys):
+    from thunder_train import fit_loss
+
+    net = json.dumps({"enc_channels": [8, 8, 12, 16], "time_hidden": 16, "dp_blocks": 1})
+    common = ["--corpus", str(tiny_corpus), "--batch", "2", "--seconds", "0.5", "--workers", "0", "--threads", "1",
+              "--val-every", "1000", "--no-bf16", "--steps", "10", "--run", str(tmp_path / "run"), "--net", net]
+    train.main([*common, "--stop-after", "1"])
+    shutil.copyfile(tmp_path / "run" / "last.pt", tmp_path / "one.pt")
+    train.main([*common, "--stop-after", "3"])
+    capsys.readouterr()
+    one, four = str(tmp_path / "one.pt"), str(tmp_path / "run" / "last.pt")
+    fit_loss.main(["--corpus", str(tiny_corpus), "--splits", "train,val", "--batches", "3", "--batch", "2",
+                   "--seconds", "0.5", one, one, four])
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [(r["split"], r["step"]) for r in rows] == [("train", 1), ("train", 1), ("train", 4)] + [
+        ("val", 1), ("val", 1), ("val", 4)]
+    assert "minus_first" not in rows[0] and rows[1]["minus_first"] == 0.0  # same batches, same draws
+    assert rows[2]["minus_first"] != 0.0 and rows[2]["loss"] == pytest.approx(rows[0]["loss"] + rows[2]["minus_first"])
