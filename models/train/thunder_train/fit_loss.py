@@ -81,8 +81,9 @@ def main(argv=None):
                 ref = losses
             else:
                 mean, se = paired(losses, ref)
-                row |= {"minus_first": mean, "se": se, "better_batches": sum(x < y for x, y in zip(losses, ref))}
-            print(json.dumps({k: round(v, 7) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+                row |= {"minus_first": mean, "se": se, "relative": mean / (sum(ref) / len(ref)),
+                        "better_batches": sum(x < y for x, y in zip(losses, ref))}
+            print(json.dumps({k: float(f"{v:.5g}") if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
 
 if __name__ == "__main__":
