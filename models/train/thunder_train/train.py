@@ -420,10 +420,11 @@ def main(argv=None):
     ap.add_argument("--val-every", type=int, default=1000)
     ap.add_argument("--val-n", type=int, default=16)
     ap.add_argument("--net", default="{}", help="NetConfig overrides as JSON")
-    ap.add_argument("--grow", help="on resume: NetConfig changes that add zero-initialised blocks "
-                    "(e.g. '{\"frame_hidden\": 256}'), more look-ahead frames ('{\"lookahead\": 2}') or the "
-                    "line canceller ('{\"line_frames\": 32}'); the "
-                    "trained weights and optimiser state carry over")
+    ap.add_argument("--grow", help="on resume, or with --init on a new run: NetConfig changes that add "
+                    "zero-initialised blocks (e.g. '{\"frame_hidden\": 256}' on a network without one), widen "
+                    "its GRUs ('{\"frame_hidden\": 384, \"time_hidden\": 128}'), add look-ahead frames "
+                    "('{\"lookahead\": 2}') or the line canceller ('{\"line_frames\": 32}'); the network's "
+                    "function, its trained weights and its optimiser state carry over")
     ap.add_argument("--grow-lr-mult", type=float, default=1.0,
                     help="with --grow: the new blocks learn at this multiple of the LR schedule, for the rest of "
                          "the run (a block grown late in a cosine schedule otherwise starts at a small LR)")
@@ -511,7 +512,7 @@ def main(argv=None):
         ema.n = 10**6
         print(f"initialised from {args.init}, grown: {args.grow} (LR multipliers {lr_mult}"
               f"{', optimiser moments continued' if args.init_opt else ''})")
-    elif grown != cfg:  # a no-op --grow (already applied) just resumes
+    elif grown != cfg:  # a resumed run grows (a --grow it already has is a plain resume, below)
         cfg = grown
         net, opt, lr_mult = grow(ck, cfg, args.lr, args.grow_lr_mult)
         ema = Ema(net, args.ema_decay)
