@@ -11,13 +11,13 @@ so differences are paired per batch: mean ± standard error over the batches.
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import torch
 
 from .data import MixConfig, Mixer, collate
 from .net import NetConfig, ThunderNet
+from .paired import summary
 from .train import training_step
 
 
@@ -34,14 +34,6 @@ def batch_losses(net, batches, seed, reg_frac, stage2_frac, under_weight):
     gen = torch.Generator().manual_seed(seed)
     return [float(training_step(net, noisy, clean, band, reg_frac, gen, False, stage2_frac,
                                 under_weight=under_weight)) for noisy, clean, band in batches]
-
-
-def paired(a, b):
-    """Mean and standard error of a − b over batches."""
-    d = [x - y for x, y in zip(a, b)]
-    mean = sum(d) / len(d)
-    se = math.sqrt(sum((v - mean) ** 2 for v in d) / (len(d) - 1) / len(d)) if len(d) > 1 else float("nan")
-    return mean, se
 
 
 def main(argv=None):
@@ -80,7 +72,7 @@ def main(argv=None):
             if ref is None:
                 ref = losses
             else:
-                mean, se = paired(losses, ref)
+                mean, se, _, _ = summary([x - y for x, y in zip(losses, ref)])
                 row |= {"minus_first": mean, "se": se, "relative": mean / (sum(ref) / len(ref)),
                         "better_batches": sum(x < y for x, y in zip(losses, ref))}
             print(json.dumps({k: float(f"{v:.5g}") if isinstance(v, float) else v for k, v in row.items()}), flush=True)
