@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 
 from .data import MixConfig, Mixer, collate
-from .net import NetConfig, ThunderNet
 from .paired import summary
-from .train import training_step
+from .train import ema_network, training_step
 
 
 def fixed_batches(corpus, split, n, batch, mix, seed):
@@ -60,9 +59,7 @@ def main(argv=None):
     nets = []
     for path in args.ckpt:
         ck = torch.load(path, map_location="cpu", weights_only=False)
-        net = ThunderNet(NetConfig(**ck["net_config"]))
-        net.load_state_dict(ck["ema"])
-        nets.append((path, ck["step"], net))
+        nets.append((path, ck["step"], ema_network(ck)))
     for split in args.splits.split(","):
         batches = fixed_batches(args.corpus, split, args.batches, args.batch, mix, args.seed)
         ref = None

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .net import NetConfig, ThunderNet
-from .train import load_val, validate
+from .train import ema_network, load_val, validate
 
 
 def main(argv=None):
@@ -25,9 +24,7 @@ def main(argv=None):
     val = load_val(args.val_set)
     for path in args.ckpt:
         ck = torch.load(path, map_location="cpu", weights_only=False)
-        net = ThunderNet(NetConfig(**ck["net_config"]))
-        net.load_state_dict(ck["ema"])
-        sc = {k: round(float(x), 4) for k, x in validate(net, val).items()}
+        sc = {k: round(float(x), 4) for k, x in validate(ema_network(ck), val).items()}
         print(json.dumps({"ckpt": str(path), "step": ck["step"], **sc}), flush=True)
 
 

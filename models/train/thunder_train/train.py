@@ -221,6 +221,13 @@ def validate(net, val, steps=(0, 1)):
     return scores
 
 
+def ema_network(ck):
+    """The network of a training checkpoint, with its EMA weights (what validation and export use)."""
+    net = ThunderNet(NetConfig(**ck["net_config"]))
+    net.load_state_dict(ck["ema"])
+    return net
+
+
 def load_val(path):
     """A run's validation mixtures (val.npz) as validate() takes them: [(noisy, clean, band)]."""
     v = np.load(path)
