@@ -346,19 +346,24 @@ def test_grow_keeps_the_function_and_the_optimiser_state(block):
             assert torch.equal(aopt.state[p]["exp_avg"], gopt.state[prev[name]]["exp_avg"])
 
 
-@pytest.mark.parametrize("field", ["frame_hidden", "time_hidden"])
+@pytest.mark.parametrize("field", ["frame_hidden", "time_hidden", "bin_hidden"])
 def test_widening_a_gru_keeps_the_function_and_lets_the_new_units_learn(field):
-    # a network that already has both GRUs, trained so that every tensor (proj_out too) is non-zero
-    cfg, net, opt, x, y, ck = trained_tiny(8, frame_hidden=12)
-    assert net.frame.proj_out.weight.abs().sum() > 0
+    # a network that already has every GRU, trained so that every tensor (proj_out too) is non-zero
+    cfg, net, opt, x, y, ck = trained_tiny(8, frame_hidden=12, bin_hidden=4)
+    assert net.frame.proj_out.weight.abs().sum() > 0 and net.bin.proj_out.weight.abs().sum() > 0
     old_h = getattr(net.cfg, field)
     grown, gopt, _ = train.grow(ck, NetConfig(**{**net.cfg.to_dict(), field: 2 * old_h}), 1e-3)
-    gru = "frame.gru." if field == "frame_hidden" else "dp.0.gru_t."
-    w_old, w_new = net.state_dict()[gru + "weight_hh_l0"], grown.state_dict()[gru + "weight_hh_l0"]
+    gru = {"frame_hidden": "frame.gru.", "time_hidden": "dp.0.gru_t.", "bin_hidden": "bin.gru."}[field]
+    # the bin integrator's recurrent weights are zero buffers: its input weights carry the gates
+    w_name = gru + ("weight_ih_l0" if field == "bin_hidden" else "weight_hh_l0")
+    w_old, w_new = net.state_dict()[w_name], grown.state_dict()[w_name]
+    cols = w_old.shape[1]
     for g in range(3):  # each gate's block sits at its own offset in the wider stack
-        assert torch.equal(w_new[g * 2 * old_h : g * 2 * old_h + old_h, :old_h], w_old[g * old_h : (g + 1) * old_h])
-        assert not w_new[g * 2 * old_h : g * 2 * old_h + old_h, old_h:].any()  # old units ignore new ones
+        assert torch.equal(w_new[g * 2 * old_h : g * 2 * old_h + old_h, :cols], w_old[g * old_h : (g + 1) * old_h])
+        assert not w_new[g * 2 * old_h : g * 2 * old_h + old_h, cols:].any()  # old units ignore new ones
         assert w_new[g * 2 * old_h + old_h : (g + 1) * 2 * old_h].abs().sum() > 0  # new units have weights
+    if field == "bin_hidden":
+        assert not grown.state_dict()[gru + "weight_hh_l0"].any()
     net.eval(), grown.eval()
     with torch.no_grad():
         t = torch.tensor([0.3, 1.0])
@@ -376,7 +381,8 @@ def test_widening_a_gru_keeps_the_function_and_lets_the_new_units_learn(field):
     grown.train()
     gopt.zero_grad()
     grown.offline(x, y, torch.tensor([0.5, 1.0])).pow(2).mean().backward()
-    reader = "frame.proj_out.weight" if field == "frame_hidden" else "dp.0.proj_t.weight"
+    reader = {"frame_hidden": "frame.proj_out.weight", "time_hidden": "dp.0.proj_t.weight",
+              "bin_hidden": "bin.proj_out.weight"}[field]
     assert dict(grown.named_parameters())[reader].grad[:, old_h:].abs().sum() > 0
 
 

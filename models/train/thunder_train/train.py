@@ -303,6 +303,8 @@ def recurrent_widths(old_cfg, cfg):
     if old_cfg.time_hidden < cfg.time_hidden:
         blocks += [(f"dp.{i}.gru_t.", old_cfg.time_hidden, cfg.time_hidden, (), (f"dp.{i}.proj_t.",))
                    for i in range(min(old_cfg.dp_blocks, cfg.dp_blocks))]
+    if 0 < old_cfg.bin_hidden < cfg.bin_hidden:  # its recurrent weights are zero buffers and stay zero
+        blocks.append(("bin.gru.", old_cfg.bin_hidden, cfg.bin_hidden, (), ("bin.proj_out.",)))
     return blocks
 
 
