@@ -14,6 +14,7 @@ use thunder::contract::{FRAME_LEN, HOP};
 use thunder::model::{Model, ModelOptions};
 use thunder::sampler::Denoiser;
 use thunder::stft::{Istft, Stft};
+use thunder::stream::file::FILE_FRAMES_PER_CALL;
 use thunder::{Enhancer, EnhancerConfig};
 
 fn model_path() -> PathBuf {
@@ -96,7 +97,7 @@ fn pipeline(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1));
     for steps in [0usize, 1, 3] {
         // (frames per call, pipelined): live hop-by-hop, live pipelined, file mode.
-        for (fpc, pipelined) in [(1usize, false), (1, true), (64, false)] {
+        for (fpc, pipelined) in [(1usize, false), (1, true), (FILE_FRAMES_PER_CALL, false)] {
             if steps == 0 && pipelined {
                 continue; // one pass: nothing to pipeline
             }

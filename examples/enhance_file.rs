@@ -10,7 +10,7 @@ use std::path::Path;
 use thunder::audio::resample::StreamResampler;
 use thunder::audio::wav::{read_all, write_all};
 use thunder::model::{Model, ModelOptions};
-use thunder::stream::file::{FileEnhancer, FileOptions};
+use thunder::stream::file::{FileEnhancer, FileOptions, FILE_FRAMES_PER_CALL};
 use thunder::{Enhancer, EnhancerConfig};
 
 fn main() -> thunder::Result<()> {
@@ -32,7 +32,7 @@ fn main() -> thunder::Result<()> {
         FileOptions {
             enhancer: EnhancerConfig {
                 steps,
-                frames_per_call: 64,
+                frames_per_call: FILE_FRAMES_PER_CALL,
                 ..Default::default()
             },
             ..Default::default()
@@ -60,7 +60,7 @@ fn main() -> thunder::Result<()> {
         &opts,
         EnhancerConfig {
             steps,
-            frames_per_call: 64,
+            frames_per_call: FILE_FRAMES_PER_CALL,
             ..Default::default()
         },
     )?;

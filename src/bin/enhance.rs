@@ -149,7 +149,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
     /// Frames per network call in file mode (throughput knob; output is identical).
-    #[arg(long, default_value_t = 64, hide = true)]
+    #[arg(long, default_value_t = thunder::stream::file::FILE_FRAMES_PER_CALL, hide = true)]
     frames_per_call: usize,
     /// Print nothing but errors.
     #[arg(short, long)]

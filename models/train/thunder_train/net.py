@@ -407,7 +407,12 @@ class ThunderNet(nn.Module):
             k += 1
             h = film(act(norm(h)), e)
             skips.append(h)
-        h = h.permute(2, 0, 3, 1)  # the bottleneck runs time-major, channels last: [T, B, F, C]
+        # The bottleneck runs time-major, channels last: [T, B, F, C]. Two permutes, because ONNX
+        # Runtime moves one axis (then swaps the outer two) ~10x faster than it runs the general
+        # permute (measured: 0.33 vs 3.9 ms for 10 s of frames).
+        # (The reshapes keep ONNX Runtime's optimiser from fusing the two back into one.)
+        f, c = self.bands, self.cfg.enc_channels[-1]
+        h = reshape(reshape(h.permute(0, 2, 3, 1), 0, -1, f * c).transpose(0, 1), -1, 0, f, c)
         for dp in self.dp:
             h, s = dp(h, states[k], e)
             new_states.append(s)
@@ -416,7 +421,7 @@ class ThunderNet(nn.Module):
             h, s = self.frame(h, states[k], e)
             new_states.append(s)
             k += 1
-        h = h.permute(1, 3, 0, 2)  # back to [B, C, T, F]
+        h = reshape(reshape(h, 0, 0, f * c).transpose(0, 1), 0, -1, f, c).permute(0, 3, 1, 2)  # back to [B, C, T, F]
         for i, (up, norm, act) in enumerate(zip(self.dec, self.dec_norm, self.dec_act)):
             h = h + skips[-1 - i]
             if self.bin is not None and i == len(self.dec) - 1:
