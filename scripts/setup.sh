@@ -27,7 +27,7 @@ if ((corpus)); then
     festvox-itapc16k fortunes fortunes-min fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl \
     openttd-opensfx bucklespring-data sound-theme-freedesktop lincity-ng-data warzone2100-data \
     trigger-rally-data colobot-common-sounds klettres-data fillets-ng-data-cs fillets-ng-data-nl \
-    ktuberling-data hedgewars-data; do
+    ktuberling-data hedgewars-data megaglest-data flightgear-data-base widelands-data; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$p")
   done
   command -v npm >/dev/null 2>&1 || need_apt+=(npm)

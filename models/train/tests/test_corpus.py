@@ -279,3 +279,47 @@ def test_group_clips():
     assert C.group_clips([2 * n] * 2) == [[0, 1]]  # 2.25 s, the remainder, is long enough
     x = C.join_clips([np.ones(n, np.float32)] * 4)
     assert len(x) == int(2.75 * C.SR) and x[n: n + int(C.CLIP_GAP_S * C.SR)].max() == 0
+
+
+def test_session18_noise_sources_drop_speech_and_interface_sounds_keep_one_copy_and_train_only(tmp_path):
+    """megaglest tilesets share files (one copy each); flightgear's callouts and checklists are
+    speech; widelands' top-level sounds are interface chimes. All go to the training split, so
+    the validation and test sets drawn from the corpus stay as they were."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(5)
+
+    def wav(path, seed_shift=0.0):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, (0.1 * rng.standard_normal(8000) + seed_shift).astype(np.float32), 16000)
+
+    mg = tmp_path / "megaglest"
+    wav(mg / "tilesets" / "forest" / "sounds" / "rain.wav")
+    shutil.copy(mg / "tilesets" / "forest" / "sounds" / "rain.wav", tmp_path / "rain.wav")
+    (mg / "tilesets" / "meadow" / "sounds").mkdir(parents=True)
+    shutil.copy(tmp_path / "rain.wav", mg / "tilesets" / "meadow" / "sounds" / "rain.wav")  # the same file
+    wav(mg / "tilesets" / "meadow" / "sounds" / "night.wav")
+    wav(mg / "data" / "core" / "water_sounds" / "water0.wav")
+    items = C.noise_megaglest(mg)
+    assert sorted(i.key for i in items) == ["core_water0", "forest_rain", "meadow_night"]
+
+    fg = tmp_path / "flightgear"
+    for rel in ("Sounds/rain.wav", "Sounds/avionics-400Hz.wav", "Sounds/engine-prop.wav", "Sounds/mk-viii/pull-up.wav",
+                "Sounds/tcas/female/climb.wav", "Aircraft/c172p/Sounds/checklist1.wav",
+                "Aircraft/c172p/Sounds/engine-idle.wav", "Sounds/coughing.wav"):
+        wav(fg / rel)
+    fitems = {i.key: i.category for i in C.noise_flightgear(fg)}
+    assert fitems == {"Sounds_rain": "nature", "Sounds_avionics_400Hz": "tonal", "Sounds_engine_prop": "traffic",
+                      "Aircraft_c172p_Sounds_engine_idle": "traffic"}
+
+    wl = tmp_path / "widelands"
+    for rel in ("click.wav", "message_00.wav", "animals/bird1_00.wav", "barbarians/taverns/inn_00.wav",
+                "sawmill/sawmill_00.wav"):
+        wav((wl / rel).with_suffix(".ogg"))
+    witems = {i.key: i.category for i in C.noise_widelands(wl)}
+    assert witems == {"animals_bird1_00": "nature", "barbarians_taverns_inn_00": "household",
+                      "sawmill_sawmill_00": "machine"}
+
+    for it in items + C.noise_flightgear(fg) + C.noise_widelands(wl):
+        assert it.split == "train" and it.category in C.NOISE_CATEGORIES
+        assert it.source in C.LICENCES

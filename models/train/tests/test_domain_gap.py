@@ -23,15 +23,19 @@ def test_mixtures_keep_the_dev_file_and_swap_each_half_at_its_snr():
         dev.append((name, clean + noise, clean))
     tracks = [(r.standard_normal(8000), r.standard_normal(8000)) for _ in range(4)]
     mixes = G.mixtures(dev, tracks, draws=2)
-    assert len(mixes) == 2 * (1 + 3 * 2)
-    assert [m[0] for m in mixes[:4]] == list(G.KINDS)
+    assert len(mixes) == 2 * (2 + 4 * 2)
+    assert [m[0] for m in mixes[:5]] == [G.KINDS[0], G.KINDS[4], G.KINDS[1], G.KINDS[2], G.KINDS[3]]
     assert np.array_equal(mixes[0][2], dev[0][1].astype(np.float32))
     for kind, name, noisy, clean in mixes:
+        if kind in G.KINDS[4:]:  # speech alone, at the level of the dev file's speech
+            assert np.array_equal(noisy, clean)
+            assert abs(G.rms(clean) - G.rms(dev[0 if name.startswith("a") else 1][2])) < 1e-5
+            continue
         want = 0.0 if name.startswith("a") else 3.0
         assert abs(20 * np.log10(G.rms(clean) / G.rms(noisy - clean)) - want) < 1e-2, (kind, name)
         assert abs(G.rms(noisy) - G.rms(dev[0 if name.startswith("a") else 1][1])) < 1e-5
     dev_noise = dev[0][1] - dev[0][2]
-    swapped = mixes[2]  # "a/0", test speech + dev noise: its noise is the dev noise, rescaled
+    swapped = mixes[3]  # "a/0", test speech + dev noise: its noise is the dev noise, rescaled
     assert swapped[0] == G.KINDS[2]
     n = swapped[2] - swapped[3]
     assert abs(np.corrcoef(n, dev_noise)[0, 1]) > 0.999

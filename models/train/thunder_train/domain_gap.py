@@ -9,7 +9,10 @@ RMS level:
   dev speech + dev noise     the dev files themselves;
   dev speech + test noise    the dev speech with noise from our held-out test split;
   test speech + dev noise    held-out test speech (LibriVox, the held-out voices) under the dev noise;
-  test speech + test noise   both ours.
+  test speech + test noise   both ours;
+  dev speech alone, test speech alone   no noise at all, at the speech's level in its mixture:
+                             what each system does to clean speech (PESQ-WB against the input
+                             itself measures the distortion; 4.64 is transparent).
 Where Thunder's shortfall against DeepFilterNet3 follows the dev noise, more or other noise is the
 lever; where it follows the dev speech, the speech is. Test tracks are 10 s test-split mixtures
 (seed 4242, no reverberation), `--draws` of them per dev file. Writes <out>.json (per mixture)
@@ -28,7 +31,8 @@ from .metrics import dnsmos, pesq_wb
 from .onnx_runner import OnnxThunder
 from .study import step_list
 
-KINDS = ("dev speech + dev noise", "dev speech + test noise", "test speech + dev noise", "test speech + test noise")
+KINDS = ("dev speech + dev noise", "dev speech + test noise", "test speech + dev noise", "test speech + test noise",
+         "dev speech alone", "test speech alone")
 
 
 def rms(x):
@@ -55,12 +59,15 @@ def mixtures(dev, test_tracks, draws):
         snr = 20 * np.log10(rms(clean) / rms(noise))
         level = rms(noisy)
         out.append((KINDS[0], name, noisy.astype(np.float32), clean.astype(np.float32)))
+        out.append((KINDS[4], name, clean.astype(np.float32), clean.astype(np.float32)))
         for d in range(draws):
             t_speech, t_noise = test_tracks[i * draws + d]
             tag = f"{name}/{d}"
             out.append((KINDS[1], tag, *remix(clean, t_noise, snr, level)))
             out.append((KINDS[2], tag, *remix(t_speech, noise, snr, level)))
             out.append((KINDS[3], tag, *remix(t_speech, t_noise, snr, level)))
+            alone = (t_speech * (rms(clean) / rms(t_speech))).astype(np.float32)
+            out.append((KINDS[5], tag, alone, alone))
     return out
 
 
@@ -95,10 +102,10 @@ def main(argv=None):
             est = enhance(noisy)
             row = {"kind": kind, "mixture": name, "system": system, "pesq": pesq_wb(est, clean)}
             if not args.no_dnsmos:
-                row["dnsmos_ovrl"] = dnsmos(est)["ovrl"]
+                row.update({f"dnsmos_{k}": v for k, v in dnsmos(est).items()})
             rows.append(row)
         print(kind, name, {r["system"]: round(r["pesq"], 3) for r in rows[-len(systems):]}, flush=True)
-    metrics = ["pesq"] + ([] if args.no_dnsmos else ["dnsmos_ovrl"])
+    metrics = ["pesq"] + ([] if args.no_dnsmos else ["dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"])
     lines = [f"### Dev speech and noise against ours ({len(dev)} dev files, {args.draws} test tracks each)", ""]
     for metric in metrics:
         lines += [f"**{metric}** (mean over the mixtures of each kind)", "",
