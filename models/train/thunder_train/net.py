@@ -407,10 +407,10 @@ class ThunderNet(nn.Module):
             k += 1
             h = film(act(norm(h)), e)
             skips.append(h)
-        # The bottleneck runs time-major, channels last: [T, B, F, C]. Two permutes, because ONNX
-        # Runtime moves one axis (then swaps the outer two) ~10x faster than it runs the general
-        # permute (measured: 0.33 vs 3.9 ms for 10 s of frames).
-        # (The reshapes keep ONNX Runtime's optimiser from fusing the two back into one.)
+        # The bottleneck runs time-major, channels last: [T, B, F, C]. Two permutes that each move
+        # one axis, because ONNX Runtime runs those ~10x faster than the general permute (0.33 vs
+        # 3.9 ms for 10 s of frames); the reshapes between them keep its optimiser from fusing the
+        # two back into one (test_every_transpose_left_after_onnx_runtimes_optimiser_moves_one_axis).
         f, c = self.bands, self.cfg.enc_channels[-1]
         h = reshape(reshape(h.permute(0, 2, 3, 1), 0, -1, f * c).transpose(0, 1), -1, 0, f, c)
         for dp in self.dp:
