@@ -4,11 +4,12 @@
     python -m thunder_train.bench --model old.onnx --model new.onnx   # a same-run A/B
 
 Offline: T = 1250 frames (10 s) per call, RTF per pass = median over the rounds (and the fastest
-round). Chunked: the same 10 s in calls of --chunk frames with the states carried, as the engine's
-file mode runs it (its frames per call; shorter calls keep the activations in cache, measured
-0.0139 against 0.0143-0.0152 for one 1250-frame call and 0.0152 in 64-frame calls). Streaming: 1 frame per call with the states
-carried from call to call, p50/p99 over all calls. With several models the rounds interleave them, so that a machine whose speed drifts (a
-shared VM, turbo, another job) shifts every model alike: compare models within one run only.
+round). Chunked: the same 10 s in calls of --chunk frames with the states carried, as the
+engine's file mode runs it (its frames per call: 128-frame calls measured 0.0139, one 1250-frame
+call 0.0143-0.0152, 64-frame calls 0.0152; longer calls push the activations out of cache).
+Streaming: 1 frame per call with the states carried from call to call, p50/p99 over all calls.
+With several models the rounds interleave them, so that a machine whose speed drifts (a shared
+VM, turbo, another job) shifts every model alike: compare models within one run only.
 The engine's own benchmarks (benches/) measure the full pipeline in Rust.
 """
 

@@ -1384,8 +1384,7 @@ TRAIN_ONLY = "train"
 def noise_megaglest(base: Path = Path("/usr/share/games/megaglest")) -> list[NoiseItem]:
     """Real ambience recordings: each tileset's day, night, rain and wind loops and its animals.
     Tilesets share files, so each recording is kept once (by content)."""
-    files = sorted(base.glob("data/tilesets/*/sounds/*")) + sorted(base.glob("tilesets/*/sounds/*"))
-    files += sorted(base.glob("data/core/water_sounds/*"))
+    files = sorted(base.glob("tilesets/*/sounds/*")) + sorted(base.glob("data/core/water_sounds/*"))
     items, seen = [], set()
     for p in files:
         if p.suffix.lower() not in (".ogg", ".wav") or not p.is_file():

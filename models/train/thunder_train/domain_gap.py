@@ -4,8 +4,8 @@
         --out eval/domain-gap
 
 The dev pairs are synthetic mixtures of real recordings (DNS 2020), so each noise track is exactly
-noisy − clean. Four kinds of mixtures, each at the SNR of its dev file and at its noisy file's
-RMS level:
+noisy − clean. Six kinds, the mixtures at the SNR of their dev file and at its noisy file's RMS
+level:
   dev speech + dev noise     the dev files themselves;
   dev speech + test noise    the dev speech with noise from our held-out test split;
   test speech + dev noise    held-out test speech (LibriVox, the held-out voices) under the dev noise;
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import MixConfig, fixed_set
+from .data import MixConfig, fixed_set, rms
 from .evaluate import ROOT, load_dev, peer_systems
 from .metrics import dnsmos, pesq_wb
 from .onnx_runner import OnnxThunder
@@ -33,10 +33,6 @@ from .study import step_list
 
 KINDS = ("dev speech + dev noise", "dev speech + test noise", "test speech + dev noise", "test speech + test noise",
          "dev speech alone", "test speech alone")
-
-
-def rms(x):
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
 
 
 def remix(speech, noise, snr_db, level):
