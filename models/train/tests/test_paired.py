@@ -47,3 +47,18 @@ def test_runs_on_the_same_files_join_with_plus_and_other_mixtures_are_refused(tm
                                          "y steps=1": {"files": [{"pesq": 1.5}, {"pesq": 1.5}]}}}))
     with pytest.raises(SystemExit, match="other mixtures"):
         paired.main([f"{first}+{other}", "--a", "x", "--b", "y", "--steps", "1"])
+
+
+def test_domain_gap_rows_pair_per_kind_and_join_across_runs(tmp_path, capsys):
+    def rows(system, values):
+        return [{"kind": k, "mixture": f"m{i}", "system": s, "pesq": v}
+                for s, vals in (("noisy", [1.0, 1.1]), (system, values))
+                for k in ("dev noise", "test noise") for i, v in enumerate(vals)]
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(rows("x steps=1", [2.0, 1.6])))
+    b.write_text(json.dumps(rows("y steps=1", [1.5, 1.5])))
+    paired.main([f"{a}+{b}", "--a", "x", "--b", "y", "--steps", "1"])
+    out = capsys.readouterr().out
+    assert "a+b/dev noise pesq: +0.3000 ± 0.2000 (2/2)" in out
+    assert "pooled pesq: +0.3000 ± 0.1155 (4/4)" in out

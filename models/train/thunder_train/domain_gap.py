@@ -16,7 +16,7 @@ level:
 Where Thunder's shortfall against DeepFilterNet3 follows the dev noise, more or other noise is the
 lever; where it follows the dev speech, the speech is. Test tracks are 10 s test-split mixtures
 (seed 4242, no reverberation), `--draws` of them per dev file. Writes <out>.json (per mixture)
-and <out>.md (means).
+and <out>.md (means); `python -m thunder_train.paired` pairs two systems in it per mixture.
 """
 
 import argparse
@@ -47,7 +47,7 @@ def remix(speech, noise, snr_db, level):
 
 
 def mixtures(dev, test_tracks, draws):
-    """[(kind, name, noisy, clean)] for the four kinds; test_tracks: [(speech, noise)] of 10 s,
+    """[(kind, name, noisy, clean)] for the six kinds; test_tracks: [(speech, noise)] of 10 s,
     `draws` per dev file."""
     out = []
     for i, (name, noisy, clean) in enumerate(dev):

@@ -1,4 +1,5 @@
-"""Paired comparison of two systems on the same files, from `evaluate` and `snr_sweep` JSON files.
+"""Paired comparison of two systems on the same files, from `evaluate`, `snr_sweep` and `domain_gap`
+JSON files (domain_gap's kinds of mixture are its sets).
 
     python -m thunder_train.paired --a mr-step1000 --b ctl-step1000 --steps 0,1 \
         eval/mr-vs-ctl.json eval/snr-sweep-mr.json
@@ -36,12 +37,22 @@ def same_scores(entry_a, entry_b, tol=1e-3):
         len(fa[m]) == len(fb[m]) and all(abs(x - y) <= tol for x, y in zip(fa[m], fb[m])) for m in fa)
 
 
+def tables(data):
+    """{set: {system: entry}}; domain_gap writes one row per (kind, mixture, system) instead."""
+    if not isinstance(data, list):
+        return data
+    out = {}
+    for row in data:
+        out.setdefault(row["kind"], {}).setdefault(row["system"], {"files": []})["files"].append(row)
+    return out
+
+
 def load(arg):
     """One results table from a JSON path, or from several joined with "+" (systems of the same set
     merged; the sets' "noisy" rows must match, or the files did not score the same mixtures)."""
     merged = {}
     for path in map(Path, arg.split("+")):
-        for set_name, systems in json.loads(path.read_text()).items():
+        for set_name, systems in tables(json.loads(path.read_text())).items():
             have = merged.setdefault(set_name, {})
             if "noisy" in have and "noisy" in systems and not same_scores(have["noisy"], systems["noisy"]):
                 raise SystemExit(f"{arg}: set {set_name!r} holds other mixtures in {path} (its noisy scores "
@@ -68,7 +79,7 @@ def summary(diffs):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("json", nargs="+", help="evaluate / snr_sweep output (.json); A.json+B.json joins two runs "
+    ap.add_argument("json", nargs="+", help="evaluate / snr_sweep / domain_gap output (.json); A.json+B.json joins two runs "
                     "on the same files")
     ap.add_argument("--a", required=True, help="system a: model name as in the tables (file stem)")
     ap.add_argument("--b", required=True, help="system b, the reference")
@@ -78,7 +89,7 @@ def main(argv=None):
 
     missing = [p for arg in args.json for p in arg.split("+") if not Path(p).is_file()]
     if missing:
-        raise SystemExit(f"no such file: {', '.join(missing)} (write it with evaluate or snr_sweep --out)")
+        raise SystemExit(f"no such file: {', '.join(missing)} (write it with evaluate, snr_sweep or domain_gap --out)")
     print(f"a = {args.a}, b = {args.b}: mean a − b ± standard error (files where a > b / files)")
     for steps in args.steps.split(","):
         a, b = f"{args.a} steps={steps}{args.suffix}", f"{args.b} steps={steps}{args.suffix}"
