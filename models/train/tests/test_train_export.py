@@ -13,8 +13,8 @@ import soundfile as sf
 import torch
 
 from thunder_train import contract as C
-from thunder_train import dsp, train
-from thunder_train.data import (MixConfig, Mixer, biquad, collate, random_eq, reverberate_noise, rms, speed_noise,
+from thunder_train import data, dsp, train
+from thunder_train.data import (MixConfig, Mixer, biquad, collate, pause_envelope, random_eq, reverberate_noise, rms, speed_noise,
                                 tonal_noise)
 from thunder_train.export import export_onnx, export_safetensors, weights_for_merge
 from thunder_train.net import NetConfig, ThunderNet
@@ -70,6 +70,40 @@ def test_random_eq_is_bounded_and_only_on_when_asked(tiny_corpus):
     np.testing.assert_array_equal(base[0], again[0])
     eq = Mixer(tiny_corpus, "train", MixConfig(seconds=1.0, p_eq_speech=1.0, p_eq_noise=1.0), seed=7).example()
     assert not np.array_equal(base[1], eq[1])
+
+
+def test_pauses_leave_noise_alone_at_the_speech_snr_and_are_only_on_when_asked(tiny_corpus, monkeypatch):
+    n, fade = 32000, int(0.02 * C.SAMPLE_RATE)
+    for seed in range(20):
+        env = pause_envelope(n, np.random.default_rng(seed), (0.2, 1.0), p_speech_free=0.0)
+        assert env.shape == (n,) and env.min() >= 0.0 and env.max() <= 1.0
+        # A speech-free stretch of at least 0.2 s minus the two edges, and edges without a click.
+        zero = np.concatenate([[0], (env == 0).astype(np.int8), [0]])
+        runs = np.flatnonzero(np.diff(zero) == -1) - np.flatnonzero(np.diff(zero) == 1)
+        assert runs.max() >= int(0.2 * C.SAMPLE_RATE) - fade, seed
+        assert np.abs(np.diff(env)).max() < 3.0 / fade, seed
+        assert env.mean() > 0.2, seed  # at most two pauses of 1 s in 2 s: speech is left
+    assert not pause_envelope(n, np.random.default_rng(0), p_speech_free=1.0).any()
+    # Off by default: the fixed validation/test sets do not change when the option exists.
+    dry = MixConfig(seconds=2.0, p_reverb=0.0, p_clean=0.0, snr_db=(10.0, 10.0))
+    base = Mixer(tiny_corpus, "train", dry, seed=7).example()
+    again = Mixer(tiny_corpus, "train", replace(dry, p_pause=0.0), seed=7).example()
+    np.testing.assert_array_equal(base[0], again[0])
+    envs = []
+    monkeypatch.setattr(data, "pause_envelope", lambda *a, **k: envs.append(pause_envelope(*a, **k)) or envs[-1])
+    for seed in range(6):
+        noisy, target, _ = Mixer(tiny_corpus, "train", replace(dry, p_pause=1.0, p_speech_free=0.0), seed=seed).example()
+        env, noise = envs[-1], (noisy - target).astype(np.float64)
+        gap = env == 0
+        assert gap.sum() >= 0.2 * C.SAMPLE_RATE - 2 * fade and not target[gap].any()  # speech-free ...
+        assert rms(noise[gap]) > 0.1 * rms(noise)  # ... where the noise goes on
+        # The SNR is the speech's while it speaks: its power over the envelope's share, against the noise.
+        speaking = np.mean(env.astype(np.float64) ** 2)
+        snr = 10 * np.log10(np.mean(target.astype(np.float64) ** 2) / speaking / np.mean(noise**2))
+        assert abs(snr - 10.0) < 0.05, (seed, snr)
+    assert len(envs) == 6
+    alone = Mixer(tiny_corpus, "train", replace(dry, p_pause=1.0, p_speech_free=1.0), seed=3).example()
+    assert not alone[1].any() and rms(alone[0]) > 1e-4  # noise alone, at a level of the mixture range
 
 
 def test_noise_augmentation_slides_the_spectrum_adds_a_room_and_is_only_on_when_asked(tiny_corpus, tmp_path):

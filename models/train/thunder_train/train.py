@@ -456,6 +456,10 @@ def main(argv=None):
                     help="probability of replaying a noise file at another speed (x0.6-1.6) and, independently, "
                          "of placing a noise in a random room (data.speed_noise, data.reverberate_noise); "
                          "general domain only")
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="probability that an example's speech gets 1-2 speech-free stretches of 0.2-1 s "
+                         "(a tenth of those: noise alone throughout; data.pause_envelope), so the network "
+                         "learns to take noise out where nobody speaks; general domain only")
     ap.add_argument("--val-domain", help="validation mixture (default: --domain)")
     ap.add_argument("--val-set", type=Path,
                     help="take the validation mixtures from this val.npz (e.g. runs/base/val.npz) instead of "
@@ -497,11 +501,11 @@ def main(argv=None):
     if args.init_opt and not args.init:
         raise SystemExit("--init-opt continues the optimiser of the --init checkpoint: give --init too")
     for flag, given in (("--eq", args.eq != 0), ("--tonal", args.tonal != 0), ("--snr", args.snr != MixConfig.snr_db),
-                        ("--noise-aug", args.noise_aug != 0)):
+                        ("--noise-aug", args.noise_aug != 0), ("--pause", args.pause != 0)):
         if given and args.domain != "general":
             raise SystemExit(f"{flag} applies to the general mixture only; domain {args.domain!r} has its own recipe "
                              f"(domains.py): drop {flag} or train --domain general")
-    for flag, p in (("--eq", args.eq), ("--tonal", args.tonal), ("--noise-aug", args.noise_aug),
+    for flag, p in (("--eq", args.eq), ("--tonal", args.tonal), ("--noise-aug", args.noise_aug), ("--pause", args.pause),
                     ("--reg-frac", args.reg_frac), ("--tmax-frac", args.tmax_frac)):
         if not 0.0 <= p <= 1.0:
             raise SystemExit(f"{flag} is a probability: got {p}, give a value in [0, 1]")
@@ -566,7 +570,8 @@ def main(argv=None):
         np.savez(val_path, noisy=np.stack([a for a, _, _ in val]), clean=np.stack([b for _, b, _ in val]))
 
     mix = MixConfig(seconds=args.seconds, p_eq_speech=args.eq, p_eq_noise=args.eq, p_tonal=args.tonal,
-                    snr_db=args.snr, p_noise_speed=args.noise_aug, p_noise_reverb=args.noise_aug)
+                    snr_db=args.snr, p_noise_speed=args.noise_aug, p_noise_reverb=args.noise_aug,
+                    p_pause=args.pause)
     ds = MixDataset(args.corpus, "train", mix, seed=args.seed + step,
                     domain=None if args.domain == "general" else args.domain)
     dl = torch.utils.data.DataLoader(ds, batch_size=args.batch, collate_fn=collate, num_workers=args.workers,
@@ -601,7 +606,7 @@ def main(argv=None):
     budget = json.loads(budget_path.read_text()) if budget_path.exists() else {"wall_s": 0.0}
     budget.update({"domain": args.domain, "batch": args.batch, "seconds": args.seconds, "tmax_frac": args.tmax_frac,
                    "init": args.init, "lr": args.lr, "total_steps": args.steps, "snr_db": list(args.snr),
-                   "noise_aug": args.noise_aug, "under_weight": args.under_weight, "mr_weight": args.mr_weight})
+                   "noise_aug": args.noise_aug, "pause": args.pause, "under_weight": args.under_weight, "mr_weight": args.mr_weight})
 
     def save_budget():
         budget["steps"] = step
