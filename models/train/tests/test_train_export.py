@@ -230,8 +230,9 @@ def _session(path):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("cfg", [NetConfig(), NetConfig(frame_hidden=32, bin_hidden=8), NetConfig(line_frames=6)],
-                         ids=["default", "frame-bin-gru", "lines"])
+@pytest.mark.parametrize("cfg", [NetConfig(), NetConfig(frame_hidden=32, bin_hidden=8), NetConfig(line_frames=6),
+                                 NetConfig(line_frames=6, df_past=3)],
+                         ids=["default", "frame-bin-gru", "lines", "lines-deep-filter"])
 def test_export_matches_pytorch_and_streams(tmp_path, cfg):
     torch.manual_seed(0)
     net = ThunderNet(cfg).eval()
@@ -290,8 +291,9 @@ def test_every_transpose_left_after_onnx_runtimes_optimiser_moves_one_axis(tmp_p
     assert perms and all(single_axis_move(p) for p in perms), perms
 
 
-@pytest.mark.parametrize("cfg", [NetConfig(), NetConfig(frame_hidden=16, bin_hidden=8), NetConfig(line_frames=4)],
-                         ids=["default", "frame-bin-gru", "lines"])
+@pytest.mark.parametrize("cfg", [NetConfig(), NetConfig(frame_hidden=16, bin_hidden=8), NetConfig(line_frames=4),
+                                 NetConfig(df_past=2)],
+                         ids=["default", "frame-bin-gru", "lines", "deep-filter"])
 def test_safetensors_names_are_onnx_initializers(tmp_path, cfg):
     import onnx
     from safetensors.numpy import load_file
@@ -523,6 +525,36 @@ def test_grow_line_canceller_keeps_the_function_and_pads_the_moments():
     with pytest.raises(SystemExit, match="only widen"):
         train.grow({**ck, "model": grown.state_dict(), "opt": gopt.state_dict(), "net_config": grown.cfg.to_dict()},
                    NetConfig(**{**cfg.to_dict(), "line_frames": 4, "enc_channels": [4, 8, 12, 16]}), 1e-3)
+
+
+def test_deep_filter_weighs_the_past_frames_of_y_and_keeps_them_as_state():
+    net = ThunderNet(NetConfig(df_past=2))
+    y, history = torch.randn(1, 2, C.N_BINS, 5), torch.randn(1, 2, C.N_BINS, 2)
+    m = torch.zeros(1, net.df_channel + 4, C.N_BINS, 5)
+    m[:, net.df_channel + 1] = 2.0  # H_1 = 2j
+    m[:, net.df_channel + 2] = 0.5  # H_2 = 0.5
+    out, state = net.deep_filter(torch.zeros(1, 2, C.N_BINS, 5), m, y, history)
+    frames = torch.cat([history, y], dim=3)
+    y1, y2 = frames[..., 1:-1], frames[..., :-2]  # y[t - 1], y[t - 2]
+    want = torch.cat([-2.0 * y1[:, 1:2], 2.0 * y1[:, 0:1]], dim=1) + 0.5 * y2
+    assert torch.allclose(out, want, atol=1e-6)
+    assert torch.equal(state, frames[..., -2:])
+
+
+def test_grow_deep_filter_keeps_the_function_and_its_taps_learn():
+    cfg, net, opt, x, y, ck = trained_tiny(10)
+    grown, gopt, _ = train.grow(ck, NetConfig(**{**cfg.to_dict(), "df_past": 3}), 1e-3)
+    net.eval(), grown.eval()
+    with torch.no_grad():
+        t = torch.tensor([0.3, 1.0])
+        assert (grown.offline(x, y, t) - net.offline(x, y, t)).abs().max() < 1e-6
+    w = dict(grown.named_parameters())["dec.3.conv.weight"]
+    assert w.shape[0] == 2 * (net.df_channel + 6) and not w[2 * net.df_channel :].any()
+    grown.train()
+    gopt.zero_grad()
+    grown.offline(x, y, torch.tensor([0.5, 1.0])).pow(2).mean().backward()
+    gopt.step()
+    assert w[2 * net.df_channel :].abs().sum() > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the error path does not apply")

@@ -31,6 +31,7 @@ class NetConfig:
     frame_hidden: int = 0  # > 0: a causal GRU over the whole bottleneck frame (see FrameGru)
     bin_hidden: int = 0  # > 0: a causal GRU per bin at the decoder's finest stage (see BinGru)
     line_frames: int = 0  # > 0: per-bin phase coherence over this many frames (see LineCanceller)
+    df_past: int = 0  # > 0: deep filter, the output also weighs the last df_past frames of y per bin
 
     def to_dict(self):
         return asdict(self)
@@ -38,7 +39,7 @@ class NetConfig:
 
 IN_FEATURES = 6  # x_t re/im, y re/im, |x_t|, |y|
 LINE_FEATURES = 2  # with LineCanceller: coherence, |y - p|
-MASK_CHANNELS = 4  # Ma, Mb (complex); LineCanceller adds its complex gain G
+MASK_CHANNELS = 4  # Ma, Mb (complex); LineCanceller adds its complex gain G, the deep filter its taps
 
 
 class _OnnxReshape(torch.autograd.Function):
@@ -318,6 +319,8 @@ class ThunderNet(nn.Module):
         self.cfg = cfg
         if cfg.line_frames > 0 and cfg.lookahead > 0:
             raise ValueError("line_frames and lookahead cannot be combined (the line prediction is not delayed)")
+        if cfg.df_past > 0 and cfg.lookahead > 0:
+            raise ValueError("df_past and lookahead cannot be combined (the filtered frames are not delayed)")
         self.lines = LineCanceller(cfg.line_frames) if cfg.line_frames > 0 else None
         chans = [self.in_features()] + list(cfg.enc_channels)
         self.enc = nn.ModuleList()
@@ -345,7 +348,10 @@ class ThunderNet(nn.Module):
         self.dec = nn.ModuleList()
         self.dec_norm = nn.ModuleList()
         self.dec_act = nn.ModuleList()
-        outs = list(reversed(chans[1:-1])) + [MASK_CHANNELS + (2 if self.lines is not None else 0)]
+        # Output channels: the masks, the line gain, then the deep-filter taps (appended last, so
+        # --grow adds them at zero to a trained network).
+        self.df_channel = MASK_CHANNELS + (2 if self.lines is not None else 0)
+        outs = list(reversed(chans[1:-1])) + [self.df_channel + 2 * cfg.df_past]
         cin = cb
         for i, co in enumerate(outs):
             self.dec.append(SubPixelUp(cin, co, bins << i))
@@ -377,6 +383,8 @@ class ThunderNet(nn.Module):
             shapes.append([4, C.N_BINS, self.cfg.lookahead])  # delayed x_t and y for the masks
         if self.lines is not None:
             shapes.append([2, C.N_BINS, self.lines.history()])  # the last W + D - 1 frames of y
+        if self.cfg.df_past > 0:
+            shapes.append([2, C.N_BINS, self.cfg.df_past])  # the last df_past frames of y
         return shapes
 
     def zero_states(self, batch: int, dtype=torch.float32, device=None):
@@ -395,7 +403,7 @@ class ThunderNet(nn.Module):
         mags = torch.sqrt(reshape(xy * xy, 0, 2, 2, C.N_BINS, -1).sum(2) + 1e-8)  # |x_t|, |y|
         feats = [xy, mags]
         if self.lines is not None:
-            line_feats, line_pred, line_state = self.lines(y, states[-1])
+            line_feats, line_pred, line_state = self.lines(y, states[-1 - (self.cfg.df_past > 0)])
             feats.append(line_feats)
         h = torch.cat(feats, dim=1).transpose(2, 3)  # [B, in_features, T, F]
         new_states = []
@@ -446,7 +454,26 @@ class ThunderNet(nn.Module):
             pr, pi = line_pred[:, 0:1], line_pred[:, 1:2]
             out = out + torch.cat([gr * pr - gi * pi, gr * pi + gi * pr], dim=1)
             new_states.append(line_state)
+        if self.cfg.df_past > 0:
+            out, df_state = self.deep_filter(out, m, y, states[-1])
+            new_states.append(df_state)
         return (out, *new_states)
+
+    def deep_filter(self, out, m, y, history):
+        """out + sum over j = 1..P of H_j * y[t - j], a complex tap per bin and past frame (P =
+        df_past; the masks are tap 0). A harmonic turns its phase steadily from frame to frame and
+        noise does not, so weighing the last frames of a bin can pull a voice out of noise that a
+        one-frame mask can only scale (DeepFilterNet's deep filter, causal here). Returns (out, the
+        last P frames of y)."""
+        P = self.cfg.df_past
+        hist = torch.cat([history, y], dim=3)  # [B, 2, F, P + T]
+        for j in range(1, P + 1):
+            yj = hist[:, :, :, P - j : -j]
+            c = self.df_channel + 2 * (j - 1)
+            hr, hi = m[:, c : c + 1], m[:, c + 1 : c + 2]
+            yr, yi = yj[:, 0:1], yj[:, 1:2]
+            out = out + torch.cat([hr * yr - hi * yi, hr * yi + hi * yr], dim=1)
+        return out, hist[:, :, :, -P:]
 
     def offline(self, x_t, y, t):
         """Whole sequences with zero states; handles look-ahead by padding and dropping L frames."""
@@ -490,4 +517,5 @@ def macs_per_frame(net: ThunderNet) -> int:
     total += C.N_BINS * 2 * 8  # complex mask application
     if net.lines is not None:  # c, its magnitude, the W-frame average, p, |y - p|, G * p
         total += C.N_BINS * (4 + 1 + 3 * cfg.line_frames + 4 + 2 + 8)  # (the average as a W-tap sum)
+    total += C.N_BINS * cfg.df_past * 8  # deep-filter taps (complex multiply-add)
     return total
