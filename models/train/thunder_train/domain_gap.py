@@ -20,15 +20,12 @@ and <out>.md (means); `python -m thunder_train.paired` pairs two systems in it p
 """
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
 from .data import MixConfig, fixed_set, rms
-from .evaluate import ROOT, load_dev, peer_systems
+from .evaluate import ROOT, load_dev, peer_systems, thunder_systems, write_report
 from .metrics import dnsmos, pesq_wb
-from .onnx_runner import OnnxThunder
 from .study import step_list
 
 KINDS = ("dev speech + dev noise", "dev speech + test noise", "test speech + dev noise", "test speech + test noise",
@@ -87,11 +84,7 @@ def main(argv=None):
         ap.error("--draws must be at least 1")
     dev = load_dev()
     mixes = mixtures(dev, test_tracks(args.corpus, len(dev) * args.draws), args.draws)
-    systems = {"noisy": lambda x: x, **peer_systems(args.peers)}
-    for m in args.model:
-        model = OnnxThunder(m)
-        for k in args.steps:
-            systems[f"{Path(m).stem} steps={k}"] = lambda x, model=model, k=k: model.enhance(x, k)
+    systems = {"noisy": lambda x: x, **peer_systems(args.peers), **thunder_systems(args.model, args.steps)}
     rows = []
     for kind, name, noisy, clean in mixes:
         for system, enhance in systems.items():
@@ -110,10 +103,7 @@ def main(argv=None):
             cells = [np.nanmean([r[metric] for r in rows if r["kind"] == k and r["system"] == system]) for k in KINDS]
             lines.append(f"| {system} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
         lines.append("")
-    text = "\n".join(lines)
-    print(text)
-    Path(args.out + ".md").write_text(text)
-    Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
+    write_report(args.out, "\n".join(lines), rows)
 
 
 if __name__ == "__main__":

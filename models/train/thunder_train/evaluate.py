@@ -25,6 +25,23 @@ ROOT = Path(__file__).resolve().parents[3]
 SHARED = ROOT.parent / "shared" / "data"
 
 
+def thunder_systems(models, steps) -> dict:
+    """{"<model stem> steps=k": enhance function} for each Thunder ONNX file and step count."""
+    systems = {}
+    for m in models:
+        model = OnnxThunder(m)
+        for k in steps:
+            systems[f"{Path(m).stem} steps={k}"] = lambda x, model=model, k=k: model.enhance(x, k)
+    return systems
+
+
+def write_report(prefix, text, data):
+    """Print the markdown `text` and write it to <prefix>.md, and `data` to <prefix>.json."""
+    print(text)
+    Path(prefix + ".md").write_text(text)
+    Path(prefix + ".json").write_text(json.dumps(data, indent=1))
+
+
 def peer_systems(names: str) -> dict:
     """{display name: enhance function} for a --peers comma list (dfn3, nnnoiseless; none/empty: none)."""
     systems = {}

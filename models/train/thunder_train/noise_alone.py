@@ -13,15 +13,12 @@ Writes <out>.json (per track) and <out>.md (means per kind).
 """
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
 from .data import rms
 from .domain_gap import test_tracks
-from .evaluate import ROOT, load_dev, peer_systems
-from .onnx_runner import OnnxThunder
+from .evaluate import ROOT, load_dev, peer_systems, thunder_systems, write_report
 from .study import step_list
 
 SETTLE_S = 0.5
@@ -63,11 +60,7 @@ def main(argv=None):
         ap.error("--draws must be at least 1")
     dev = load_dev()
     test_noises = [n for _, n in test_tracks(args.corpus, len(dev) * args.draws)]
-    systems = dict(peer_systems(args.peers))
-    for m in args.model:
-        model = OnnxThunder(m)
-        for k in args.steps:
-            systems[f"{Path(m).stem} steps={k}"] = lambda x, model=model, k=k: model.enhance(x, k)
+    systems = {**peer_systems(args.peers), **thunder_systems(args.model, args.steps)}
     rows = []
     for kind, name, noise in tracks(dev, test_noises, args.draws):
         for system, enhance in systems.items():
@@ -80,10 +73,7 @@ def main(argv=None):
     for system in systems:
         cells = [np.mean([r["attenuation_db"] for r in rows if r["kind"] == k and r["system"] == system]) for k in KINDS]
         lines.append(f"| {system} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out + ".md").write_text(text)
-    Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
+    write_report(args.out, "\n".join(lines) + "\n", rows)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,12 @@ file) and <out>.md (means over the files PESQ could score).
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .data import MixConfig, fixed_set
-from .evaluate import ROOT, peer_systems
+from .evaluate import ROOT, peer_systems, write_report
 from .metrics import pesq_wb
 from .onnx_runner import OnnxThunder
 from .study import step_list
@@ -63,10 +62,7 @@ def main(argv=None):
              "|---|" + "---|" * len(args.snrs)]
     for name in systems:
         lines.append(f"| {name} | " + " | ".join(f"{np.nanmean(res[s][name]):.3f}" for s in args.snrs) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out + ".md").write_text(text)
-    Path(args.out + ".json").write_text(json.dumps({str(s): r for s, r in res.items()}, indent=1))
+    write_report(args.out, "\n".join(lines) + "\n", {str(s): r for s, r in res.items()})
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ Writes <out>.json (per file) and <out>.md (means).
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .evaluate import load_dev, peer_systems
+from .evaluate import load_dev, peer_systems, write_report
 from .metrics import dnsmos, pesq_wb
 from .onnx_runner import OnnxThunder
 from .study import step_list
@@ -75,10 +74,7 @@ def main(argv=None):
     for s in systems:
         lines.append(f"| {s} | {np.mean([r['pesq'] for r in rows if r['system'] == s]):.3f} | "
                      f"{np.mean([r['dnsmos_ovrl'] for r in rows if r['system'] == s]):.3f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out + ".md").write_text(text)
-    Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
+    write_report(args.out, "\n".join(lines) + "\n", rows)
 
 
 if __name__ == "__main__":
