@@ -403,7 +403,8 @@ class ThunderNet(nn.Module):
         mags = torch.sqrt(reshape(xy * xy, 0, 2, 2, C.N_BINS, -1).sum(2) + 1e-8)  # |x_t|, |y|
         feats = [xy, mags]
         if self.lines is not None:
-            line_feats, line_pred, line_state = self.lines(y, states[-1 - (self.cfg.df_past > 0)])
+            line_history = states[-2] if self.cfg.df_past > 0 else states[-1]  # the deep filter's state is last
+            line_feats, line_pred, line_state = self.lines(y, line_history)
             feats.append(line_feats)
         h = torch.cat(feats, dim=1).transpose(2, 3)  # [B, in_features, T, F]
         new_states = []
