@@ -57,15 +57,16 @@ def main(argv=None):
     for name, noisy, clean in load_dev():
         w = speech_activity(clean)
         d = peer(noisy)
+        outputs = [("DeepFilterNet3", d)]  # scored once per file, whatever the step counts
         for k in args.steps:
             t = model.enhance(noisy, k)
             th = f"Thunder steps={k}"
-            for system, out in ((th, t), ("DeepFilterNet3", d),
-                                (f"{th} under speech, DeepFilterNet3 in pauses", splice(t, d, w)),
-                                (f"DeepFilterNet3 under speech, {th} in pauses", splice(d, t, w))):
-                rows.append({"file": name, "system": system, "active": float(w.mean()),
-                             "pesq": pesq_wb(out, clean), "dnsmos_ovrl": dnsmos(out)["ovrl"]})
-            print(name, {r["system"]: round(r["pesq"], 3) for r in rows[-4:]}, flush=True)
+            outputs += [(th, t), (f"{th} under speech, DeepFilterNet3 in pauses", splice(t, d, w)),
+                        (f"DeepFilterNet3 under speech, {th} in pauses", splice(d, t, w))]
+        for system, out in outputs:
+            rows.append({"file": name, "system": system, "active": float(w.mean()),
+                         "pesq": pesq_wb(out, clean), "dnsmos_ovrl": dnsmos(out)["ovrl"]})
+        print(name, {r["system"]: round(r["pesq"], 3) for r in rows[-len(outputs):]}, flush=True)
     systems = list(dict.fromkeys(r["system"] for r in rows))
     active = np.mean([r["active"] for r in rows])
     lines = [f"### {Path(args.model).stem} and DeepFilterNet3 spliced by speech activity "
